@@ -16,7 +16,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from . import activations, losses
-from .network import MLP, forward_cache
+from .network import MLP, forward_cache, per_example_loss
 
 
 def output_dZ(net: MLP, Z_L, A_L, Y, *, shortcut: bool = True):
@@ -48,6 +48,19 @@ def activation_backward(dA, Z, A, activation: str):
 def backprop(net: MLP, params, X, Y, *, shortcut: bool = True) -> list[dict]:
     """Gradients of `J` with respect to every `W^[l]`, `b^[l]`, the same tree as `params`."""
     A_L, cache = forward_cache(net, params, X)
+    return backward(net, params, cache, Y, shortcut=shortcut)
+
+
+def cost_and_backprop(net: MLP, params, X, Y):
+    """`(J, A^[L], grads)` from one forward pass: what a training step needs."""
+    A_L, cache = forward_cache(net, params, X)
+    J = jnp.mean(per_example_loss(net, cache[-1]["Z"], A_L, Y))
+    return J, A_L, backward(net, params, cache, Y)
+
+
+def backward(net: MLP, params, cache, Y, *, shortcut: bool = True) -> list[dict]:
+    """The backward pass proper, from the forward pass's `cache`."""
+    A_L = cache[-1]["A"]
     dZ = output_dZ(net, cache[-1]["Z"], A_L, Y, shortcut=shortcut)
     grads = [None] * net.L
     for l in reversed(range(net.L)):  # l indexes layer l+1 of the document

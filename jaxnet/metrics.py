@@ -1,0 +1,62 @@
+"""Predictions and the metrics users report: accuracy, mean squared error, R².
+
+`predict` turns the network's output `Ŷ` `(n_y, m)` into what a user wants: class labels `(m,)`
+for a softmax output (argmax over rows) or a single sigmoid unit (Ŷ ≥ ½), 0/1 labels `(n_y, m)`
+for several sigmoid units (multi-label), and the values themselves for regression.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from .network import MLP, forward_cache
+
+
+def is_classifier(net: MLP) -> bool:
+    return net.loss in ("binary_cross_entropy", "categorical_cross_entropy")
+
+
+def labels_from_output(net: MLP, A):
+    """Class labels from `A^[L]` (see the module docstring); regression outputs pass through."""
+    if net.output == "softmax":
+        return jnp.argmax(A, axis=0)
+    if net.loss == "binary_cross_entropy":
+        labels = (A >= 0.5).astype(jnp.int32)
+        return labels[0] if A.shape[0] == 1 else labels
+    return A
+
+
+def accuracy_from_output(net: MLP, A, Y):
+    """Fraction of correct predictions; `Y` one-hot for softmax, 0/1 for sigmoid outputs."""
+    if net.output == "softmax":
+        return jnp.mean(jnp.argmax(A, axis=0) == jnp.argmax(Y, axis=0))
+    return jnp.mean((A >= 0.5) == (Y >= 0.5))
+
+
+def predict(net: MLP, params, X):
+    """Class labels (classification) or values `(n_y, m)` (regression) for `X` `(n_x, m)`."""
+    return labels_from_output(net, net.forward(params, X))
+
+
+def accuracy(net: MLP, params, X, Y) -> float:
+    """Fraction of the m examples classified correctly."""
+    if not is_classifier(net):
+        raise ValueError(f"accuracy needs a classifier (a cross-entropy loss), got loss={net.loss!r}")
+    X, Y = net._check(params, X, Y)
+    return float(accuracy_from_output(net, forward_cache(net, params, X)[0], Y))
+
+
+def mse(net: MLP, params, X, Y) -> float:
+    """Mean over the m examples of Σ_rows (y − ŷ)² (no ½, unlike the training loss)."""
+    X, Y = net._check(params, X, Y)
+    A = forward_cache(net, params, X)[0]
+    return float(jnp.mean(jnp.sum((Y - A) ** 2, axis=0)))
+
+
+def r2(net: MLP, params, X, Y) -> float:
+    """Coefficient of determination 1 − SS_res / SS_tot, over all outputs together."""
+    X, Y = net._check(params, X, Y)
+    A = forward_cache(net, params, X)[0]
+    ss_res = jnp.sum((Y - A) ** 2)
+    ss_tot = jnp.sum((Y - jnp.mean(Y, axis=1, keepdims=True)) ** 2)
+    return float(1.0 - ss_res / ss_tot)

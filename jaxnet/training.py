@@ -1,0 +1,310 @@
+"""`fit`: gradient descent as the document writes it, compiled end to end.
+
+    repeat: J, grads = cost and gradients at θ;  θ = θ − α·grads  (or any optax optimizer)
+    until |J_t − J_{t-1}| < tol, max |Δθ| < param_tol, or `steps` updates
+
+The loop is a `lax.while_loop` under one `jit`; the host only sees it between chunks of
+`chunk` steps, to advance the progress bar.  A second call with the same shapes and options
+reuses the compiled loop (the learning rate of a named optimizer is data, not a constant).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from . import validation as v
+from .backprop import cost_and_backprop
+from .metrics import accuracy_from_output, is_classifier
+from .network import MLP, cost, forward_cache, per_example_loss
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "rmsprop", "adagrad")
+GRADIENTS = ("autodiff", "manual")
+CHUNK = 2000
+STATUS = ("running", "steps", "converged_cost", "converged_params", "diverged")
+TRACE_COUNT = [0]  # incremented each time the loop is traced (i.e. compiled); for tests
+
+
+class DivergenceWarning(RuntimeWarning):
+    """The cost became non-finite; training stopped with the last finite parameters."""
+
+
+class DivergenceError(FloatingPointError):
+    """Raised instead of the warning with ``on_divergence="raise"``."""
+
+
+def _named(name: str, learning_rate):
+    kwargs = {"momentum": 0.9} if name == "momentum" else \
+        {"momentum": 0.9, "nesterov": True} if name == "nesterov" else {}
+    base = "sgd" if name in ("momentum", "nesterov") else name
+    return partial(getattr(optax, base), **kwargs)
+
+
+_INJECTED: dict[str, optax.GradientTransformation] = {}
+
+
+def _optimizer(optimizer, learning_rate):
+    """`(tx, lr)`: a GradientTransformation reused across calls, and the lr to inject (or None)."""
+    if isinstance(optimizer, optax.GradientTransformation):
+        if learning_rate is not None:
+            raise ValueError("pass learning_rate=None with an optax optimizer: it already holds "
+                             "its learning rate (or schedule)")
+        return optimizer, None
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; valid are {list(OPTIMIZERS)} or an "
+                         "optax.GradientTransformation")
+    if learning_rate is None:
+        raise ValueError("fit needs learning_rate (the document's α), e.g. learning_rate=0.1")
+    if callable(learning_rate):  # an optax schedule: a new transformation each call
+        return _named(optimizer, None)(learning_rate), None
+    lr = float(learning_rate)
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"learning_rate must be a finite number > 0, got {learning_rate!r}")
+    if optimizer not in _INJECTED:  # one object per name, so jit's cache keeps hitting
+        _INJECTED[optimizer] = optax.inject_hyperparams(_named(optimizer, None))(learning_rate=0.0)
+    return _INJECTED[optimizer], lr
+
+
+class _Config(NamedTuple):
+    net: MLP
+    gradients: str
+    batch_size: int | None
+    chunk: int
+    validate: bool
+    use_tol: bool
+    use_param_tol: bool
+
+
+class _State(NamedTuple):
+    params: list
+    prev_params: list  # the parameters one step back: the last good ones if J turns non-finite
+    opt_state: object
+    step: jax.Array
+    prev_cost: jax.Array
+    status: jax.Array
+
+
+def _cost_and_grads(net, gradients, params, X, Y):
+    if gradients == "manual":
+        return cost_and_backprop(net, params, X, Y)
+
+    def J(p):
+        A_L, cache = forward_cache(net, p, X)
+        return jnp.mean(per_example_loss(net, cache[-1]["Z"], A_L, Y)), A_L
+
+    (J_value, A_L), grads = jax.value_and_grad(J, has_aux=True)(params)
+    return J_value, A_L, grads
+
+
+def _batch(cfg, key, step, X, Y):
+    if cfg.batch_size is None:
+        return X, Y
+    m = X.shape[1]
+    per_epoch = m // cfg.batch_size
+    epoch, j = step // per_epoch, step % per_epoch
+    perm = jax.random.permutation(jax.random.fold_in(key, epoch), m)
+    idx = jax.lax.dynamic_slice_in_dim(perm, j * cfg.batch_size, cfg.batch_size)
+    return X[:, idx], Y[:, idx]
+
+
+@partial(jax.jit, static_argnames=("cfg", "tx"), donate_argnames=())
+def _run_chunk(cfg: _Config, tx, state: _State, n, tol, param_tol, key, X, Y, X_val, Y_val,
+               val_every):
+    """Run up to `n` more steps (n ≤ cfg.chunk); returns the state and this chunk's history."""
+    TRACE_COUNT[0] += 1
+    net = cfg.net
+    classify = is_classifier(net)
+    dtype = jax.tree.leaves(state.params)[0].dtype
+    nan = jnp.full((cfg.chunk,), jnp.nan, dtype)
+    bufs = {"cost": nan, "accuracy": nan, "val_cost": nan, "val_accuracy": nan}
+    start = state.step
+
+    def body(carry):
+        st, bufs = carry
+        Xb, Yb = _batch(cfg, key, st.step, X, Y)
+        J, A_L, grads = _cost_and_grads(net, cfg.gradients, st.params, Xb, Yb)
+        updates, opt_state = tx.update(grads, st.opt_state, st.params)
+        new_params = optax.apply_updates(st.params, updates)
+        finite = jnp.isfinite(J)
+        status = jnp.where(finite, 0, 4)
+        if cfg.use_param_tol:
+            delta = jnp.max(jnp.stack([jnp.max(jnp.abs(u)) for u in jax.tree.leaves(updates)]))
+            status = jnp.where((status == 0) & (delta < param_tol), 3, status)
+        if cfg.use_tol:
+            status = jnp.where((status == 0) & (jnp.abs(J - st.prev_cost) < tol), 2, status)
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
+        i = st.step - start
+        bufs = dict(bufs, cost=bufs["cost"].at[i].set(J))
+        if classify:
+            bufs["accuracy"] = bufs["accuracy"].at[i].set(accuracy_from_output(net, A_L, Yb))
+        if cfg.validate:
+            def evaluate(p):
+                A_v, cache = forward_cache(net, p, X_val)
+                return (jnp.mean(per_example_loss(net, cache[-1]["Z"], A_v, Y_val)),
+                        accuracy_from_output(net, A_v, Y_val) if classify else jnp.nan)
+            vc, va = jax.lax.cond(st.step % val_every == 0, evaluate,
+                                  lambda p: (jnp.nan, jnp.nan), st.params)
+            bufs["val_cost"] = bufs["val_cost"].at[i].set(vc.astype(dtype))
+            bufs["val_accuracy"] = bufs["val_accuracy"].at[i].set(jnp.asarray(va, dtype))
+        st = _State(params=keep(new_params, st.params), prev_params=keep(st.params, st.prev_params),
+                    opt_state=keep(opt_state, st.opt_state), step=st.step + 1,
+                    prev_cost=jnp.where(finite, J, st.prev_cost), status=status.astype(jnp.int32))
+        return st, bufs
+
+    def cond(carry):
+        st, _ = carry
+        return (st.step - start < n) & (st.status == 0)
+
+    return jax.lax.while_loop(cond, body, (state, bufs))
+
+
+def _progress(total, enabled):
+    if enabled is False:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    # delay=1: the bar appears only for runs longer than about a second.
+    return tqdm(total=total, unit="step", delay=0 if enabled else 1.0, leave=False)
+
+
+def fit(net: MLP, params, X, Y, *, steps: int, learning_rate=None, optimizer="sgd",
+        gradients: str = "autodiff", batch_size: int | None = None, key=None,
+        tol: float | None = None, param_tol: float | None = None, validation=None,
+        val_every: int | None = None, on_divergence: str = "warn", progress: bool | None = None,
+        chunk: int = CHUNK):
+    """Train `params` by gradient descent; return `(params, history)`.
+
+    Arguments:
+        net, params: the network and its initial parameters (not modified).
+        X, Y: training data, `(n_x, m)` and `(n_y, m)`; cast to the parameters' dtype.
+        steps: the most updates to make.
+        learning_rate: α (a float > 0) or an optax schedule, for a named `optimizer`.
+        optimizer: ``"sgd"`` (the document's θ = θ − α dθ, default), ``"momentum"``,
+            ``"nesterov"``, ``"adam"``, ``"rmsprop"``, ``"adagrad"``, or any
+            `optax.GradientTransformation` (then `learning_rate` must be None).
+        gradients: ``"autodiff"`` (`jax.grad`) or ``"manual"`` (the hand-written backprop).
+        batch_size: None for full batch (the document); else shuffled minibatches of this size,
+            reshuffled each epoch from `key` (the last m mod batch_size examples of each
+            shuffled epoch are left out, so every step has the same shape).
+        tol: stop when |J_t − J_{t−1}| < tol (the document's "error is minimized").
+        param_tol: stop when the largest |Δθ| of a step < param_tol ("weights stabilize").
+        validation: optional `(X_val, Y_val)`, evaluated every `val_every` steps (default
+            about 100 evaluations per run).
+        on_divergence: ``"warn"`` (default) or ``"raise"`` when the cost turns non-finite;
+            either way training stops and the last parameters with a finite cost are kept
+            (returned with the warning; attached to the error as ``.params``/``.history``).
+        progress: True/False, or None for a bar that appears after about a second.
+        chunk: steps per compiled call between progress updates.
+
+    Returns:
+        `(params, history)`; `history` is a dict of numpy arrays over the steps run: ``cost``
+        (J before each update, of the step's batch), ``accuracy`` (classifiers), ``val_step``,
+        ``val_cost``, ``val_accuracy`` (with validation), and ``steps_run``, ``stopped``
+        (one of ``"steps"``, ``"converged_cost"``, ``"converged_params"``, ``"diverged"``),
+        ``final_cost`` (J on the full training data at the returned parameters),
+        ``learning_rate``.
+    """
+    X, Y = net._check(params, X, Y)
+    dtype = jax.tree.leaves(params)[0].dtype
+    X, Y = X.astype(dtype), Y.astype(dtype)
+    m = X.shape[1]
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+    if gradients not in GRADIENTS:
+        raise ValueError(f"gradients must be one of {list(GRADIENTS)}, got {gradients!r}")
+    if on_divergence not in ("warn", "raise"):
+        raise ValueError(f"on_divergence must be 'warn' or 'raise', got {on_divergence!r}")
+    if batch_size is not None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+                or not 1 <= batch_size <= m:
+            raise ValueError(f"batch_size must be an int in [1, m={m}] or None, got {batch_size!r}")
+        if key is None:
+            raise ValueError("minibatches are shuffled from an explicit key: pass key=jax.random.key(0)")
+    for name, value in (("tol", tol), ("param_tol", param_tol)):
+        if value is not None and not (isinstance(value, (int, float)) and value >= 0):
+            raise ValueError(f"{name} must be a number >= 0 or None, got {value!r}")
+    tx, lr = _optimizer(optimizer, learning_rate)
+    if validation is not None:
+        X_val, Y_val = validation
+        X_val = v.check_X(net, X_val).astype(dtype)
+        Y_val = v.check_Y(net, Y_val, X_val.shape[1]).astype(dtype)
+    else:
+        X_val, Y_val = X[:, :1], Y[:, :1]  # unused placeholders of fixed shape
+    val_every = val_every or max(1, steps // 100)
+
+    opt_state = tx.init(params)
+    if lr is not None:
+        opt_state.hyperparams["learning_rate"] = jnp.asarray(lr, dtype)
+    chunk = int(min(chunk, steps))
+    cfg = _Config(net, gradients, None if batch_size is None or batch_size == m else int(batch_size),
+                  chunk, validation is not None, tol is not None, param_tol is not None)
+    state = _State(params, params, opt_state, jnp.asarray(0, jnp.int32), jnp.asarray(jnp.inf, dtype),
+                   jnp.asarray(0, jnp.int32))
+    key = key if key is not None else jax.random.key(0)
+    tol_a = jnp.asarray(-1.0 if tol is None else tol, dtype)
+    ptol_a = jnp.asarray(-1.0 if param_tol is None else param_tol, dtype)
+
+    pieces = {"cost": [], "accuracy": [], "val_cost": [], "val_accuracy": []}
+    bar = _progress(steps, progress)
+    done = 0
+    try:
+        while done < steps:
+            state, bufs = _run_chunk(cfg, tx, state, jnp.asarray(min(chunk, steps - done)),
+                                     tol_a, ptol_a, key, X, Y, X_val, Y_val, val_every)
+            ran = int(state.step) - done
+            for k in pieces:
+                pieces[k].append(np.asarray(bufs[k][:ran]))
+            done += ran
+            if bar is not None:
+                bar.update(ran)
+                bar.set_postfix(cost=f"{float(pieces['cost'][-1][-1]):.4g}")
+            if int(state.status) != 0:
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+
+    status = STATUS[int(state.status)] if int(state.status) else "steps"
+    out = state.prev_params if status == "diverged" else state.params
+    final_cost = float(cost(net, out, X, Y))
+    if status != "diverged" and not math.isfinite(final_cost):
+        # The very last update overflowed: keep the parameters before it.
+        status, out = "diverged", state.prev_params
+        final_cost = float(cost(net, out, X, Y))
+    history = _history(pieces, classify=is_classifier(net), validate=validation is not None,
+                       val_every=val_every, steps_run=done, stopped=status, final_cost=final_cost,
+                       learning_rate=lr)
+    if status == "diverged":
+        msg = (f"the cost became non-finite at step {done - 1} (learning_rate={lr}); stopped "
+               f"and returned the last parameters with a finite cost ({final_cost:.6g})")
+        if on_divergence == "raise":
+            err = DivergenceError(msg)
+            err.params, err.history = out, history
+            raise err
+        warnings.warn(msg, DivergenceWarning, stacklevel=2)
+    return out, history
+
+
+def _history(pieces, *, classify, validate, val_every, steps_run, stopped, final_cost,
+             learning_rate):
+    h = {"cost": np.concatenate(pieces["cost"]) if pieces["cost"] else np.zeros(0)}
+    if classify:
+        h["accuracy"] = np.concatenate(pieces["accuracy"])
+    if validate:
+        val_step = np.arange(0, steps_run, val_every)
+        h["val_step"] = val_step
+        h["val_cost"] = np.concatenate(pieces["val_cost"])[val_step]
+        if classify:
+            h["val_accuracy"] = np.concatenate(pieces["val_accuracy"])[val_step]
+    h.update(steps_run=steps_run, stopped=stopped, final_cost=final_cost,
+             learning_rate=learning_rate)
+    return h
