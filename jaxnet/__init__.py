@@ -5,32 +5,64 @@ pure functions, every backpropagation formula is also written by hand, and `chec
 proves the two agree (and agree with finite differences).
 """
 
+__version__ = "0.1.0"
+
 from . import activations as activations
+from . import data as data
 from . import formulas as formulas
 from . import initializers as initializers
 from . import losses as losses
+from .checkpoint import Checkpoint as Checkpoint
+from .checkpoint import CheckpointError as CheckpointError
+from .checkpoint import load as load
+from .checkpoint import load_checkpoint as load_checkpoint
+from .checkpoint import save as save
 from .gradcheck import GradientReport as GradientReport
 from .gradcheck import LeafReport as LeafReport
 from .gradcheck import TaylorResult as TaylorResult
 from .gradcheck import check_grad as check_grad
 from .gradcheck import check_gradients as check_gradients
 from .gradcheck import taylor_test as taylor_test
+from .metrics import accuracy as accuracy
+from .metrics import mse as mse
+from .metrics import predict as predict
+from .metrics import r2 as r2
 from .network import MLP as MLP
 from .network import Perceptron as Perceptron
-
-__version__ = "0.1.0"
+from .perceptron_rule import PerceptronResult as PerceptronResult
+from .perceptron_rule import perceptron_learning as perceptron_learning
+from .perceptron_rule import predict_perceptron as predict_perceptron
+from .training import DivergenceError as DivergenceError
+from .training import DivergenceWarning as DivergenceWarning
+from .training import fit as fit
 
 __all__ = [
     "MLP",
-    "Perceptron",
+    "Checkpoint",
+    "CheckpointError",
+    "DivergenceError",
+    "DivergenceWarning",
     "GradientReport",
     "LeafReport",
+    "Perceptron",
+    "PerceptronResult",
     "TaylorResult",
+    "accuracy",
     "activations",
     "check_grad",
     "check_gradients",
+    "data",
+    "fit",
     "formulas",
     "initializers",
+    "load",
+    "load_checkpoint",
     "losses",
+    "mse",
+    "perceptron_learning",
+    "predict",
+    "predict_perceptron",
+    "r2",
+    "save",
     "taylor_test",
 ]

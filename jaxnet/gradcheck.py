@@ -236,7 +236,10 @@ def check_grad(loss_fn, grad_fn, params, *args, eps: float = EPS, tol_manual: fl
             sl = slice(offsets[i], offsets[i + 1])
             a, m_, k = g_auto[sl], g_manual[sl], at_kink[sl]
             sel = chosen[i] - offsets[i]
-            in_interval = lambda g: (g >= lo[sl] - slack) & (g <= hi[sl] + slack)
+            lo_l, hi_l = lo[sl], hi[sl]
+
+            def in_interval(g, lo_l=lo_l, hi_l=hi_l):
+                return (g >= lo_l - slack) & (g <= hi_l + slack)
             # Disagreements at a kink are allowed when both sides are valid one-sided slopes.
             excused = k & in_interval(m_) & in_interval(a)
             keep = ~excused
