@@ -1,0 +1,188 @@
+"""fit: learns, matches manual/autodiff trajectories, stops, survives divergence, compiles once."""
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxnet as jn
+from jaxnet import training
+
+
+@pytest.fixture(scope="module")
+def cancer():
+    return jn.data.load("breast_cancer", key=jax.random.key(0))
+
+
+@pytest.fixture
+def toy():
+    key = jax.random.key(0)
+    X = jax.random.normal(key, (3, 64))
+    Y = (X[0:1] + 0.5 * X[1:2] > 0).astype(jnp.float32)
+    net = jn.MLP((3, 8, 1), hidden="relu", output="sigmoid")
+    return net, net.init(jax.random.key(1)), X, Y
+
+
+def test_fit_learns_a_real_data_set(cancer):
+    d = cancer
+    net = jn.MLP((d.X_train.shape[0], 16, 1), hidden="relu", output="sigmoid")
+    params = net.init(jax.random.key(0))
+    trained, history = jn.fit(net, params, d.X_train, d.Y_train, steps=300, learning_rate=0.5,
+                              validation=(d.X_test, d.Y_test), progress=False)
+    assert history["cost"][-1] < 0.3 * history["cost"][0]
+    assert jn.accuracy(net, trained, d.X_test, d.Y_test) >= 0.94
+    assert history["accuracy"].shape == (300,) and history["stopped"] == "steps"
+    assert len(history["val_step"]) == len(history["val_cost"]) == len(history["val_accuracy"])
+    assert history["final_cost"] == pytest.approx(float(net.cost(trained, d.X_train, d.Y_train)),
+                                                  rel=1e-5)
+
+
+@pytest.mark.parametrize("net", [jn.MLP((3, 8, 1), hidden="relu", output="sigmoid"),
+                                 jn.MLP((3, 6, 5, 3), hidden=("tanh", "leaky_relu"),
+                                        output="softmax"),
+                                 jn.MLP((3, 4, 2), hidden="sigmoid", output="identity")],
+                         ids=["relu-bce", "mixed-cce", "sigmoid-mse"])
+def test_manual_and_autodiff_trajectories_agree(net):
+    X = jax.random.normal(jax.random.key(2), (3, 50))
+    if net.output == "softmax":
+        Y = jax.nn.one_hot(jnp.argmax(X, axis=0), 3).T
+    elif net.output == "sigmoid":
+        Y = (X[:1] > 0).astype(jnp.float32)
+    else:
+        Y = X[:2] ** 2
+    params = net.init(jax.random.key(3))
+    p_a, h_a = jn.fit(net, params, X, Y, steps=200, learning_rate=0.1, progress=False)
+    p_m, h_m = jn.fit(net, params, X, Y, steps=200, learning_rate=0.1, gradients="manual",
+                      progress=False)
+    np.testing.assert_allclose(h_a["cost"], h_m["cost"], rtol=1e-4)
+    for a, m in zip(jax.tree.leaves(p_a), jax.tree.leaves(p_m)):
+        np.testing.assert_allclose(a, m, rtol=1e-4, atol=1e-5)
+
+
+def test_sgd_step_is_the_documents_update(toy):
+    net, params, X, Y = toy
+    new, _ = jn.fit(net, params, X, Y, steps=1, learning_rate=0.3, progress=False)
+    grads = net.backprop(params, X, Y)
+    for p, g, q in zip(jax.tree.leaves(params), jax.tree.leaves(grads), jax.tree.leaves(new)):
+        np.testing.assert_allclose(q, p - 0.3 * g, rtol=1e-5, atol=1e-7)
+
+
+def test_convergence_stops_early(toy):
+    net, params, X, Y = toy
+    _, h = jn.fit(net, params, X, Y, steps=20000, learning_rate=0.5, tol=1e-6, progress=False)
+    assert h["stopped"] == "converged_cost" and h["steps_run"] < 20000
+    assert abs(h["cost"][-1] - h["cost"][-2]) < 1e-6
+    _, h = jn.fit(net, params, X, Y, steps=20000, learning_rate=0.5, param_tol=1e-3,
+                  progress=False)
+    assert h["stopped"] == "converged_params" and h["steps_run"] < 20000
+
+
+def test_divergence_returns_last_finite_parameters(toy):
+    net, params, X, Y = toy
+    with pytest.warns(jn.DivergenceWarning, match=r"step \d+ \(learning_rate=10000"):
+        p, h = jn.fit(net, params, X, Y, steps=500, learning_rate=1e4, progress=False)
+    assert h["stopped"] == "diverged" and h["steps_run"] < 500
+    assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(p))
+    assert np.isfinite(h["final_cost"])
+    assert np.isfinite(h["cost"][:-1]).all() and not np.isfinite(h["cost"][-1])
+    with pytest.raises(jn.DivergenceError) as err:
+        jn.fit(net, params, X, Y, steps=500, learning_rate=1e4, progress=False,
+               on_divergence="raise")
+    assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(err.value.params))
+
+
+def test_second_call_does_not_recompile(toy):
+    net, params, X, Y = toy
+    jn.fit(net, params, X, Y, steps=37, learning_rate=0.1, progress=False)
+    before = training.TRACE_COUNT[0]
+    X2 = X + 1.0
+    jn.fit(net, params, X2, Y, steps=37, learning_rate=0.2, progress=False)  # new data and α
+    jn.fit(net, params, X, Y, steps=37, learning_rate=0.05, gradients="autodiff", progress=False)
+    assert training.TRACE_COUNT[0] == before
+
+
+def test_minibatches_are_reproducible_from_the_key(toy):
+    net, params, X, Y = toy
+    run = lambda k: jn.fit(net, params, X, Y, steps=40, learning_rate=0.1, batch_size=16,
+                           key=jax.random.key(k), progress=False)
+    (p1, h1), (p2, h2), (_, h3) = run(0), run(0), run(1)
+    np.testing.assert_array_equal(h1["cost"], h2["cost"])
+    for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p2)):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(h1["cost"], h3["cost"])
+    assert h1["cost"][-10:].mean() < h1["cost"][:10].mean()
+
+
+def test_optax_optimizer_and_schedule(toy):
+    net, params, X, Y = toy
+    _, h = jn.fit(net, params, X, Y, steps=100, optimizer=optax.adam(1e-2), progress=False)
+    assert h["cost"][-1] < h["cost"][0]
+    sched = optax.exponential_decay(0.5, transition_steps=50, decay_rate=0.5)
+    _, h = jn.fit(net, params, X, Y, steps=100, learning_rate=sched, progress=False)
+    assert h["cost"][-1] < h["cost"][0]
+    _, h = jn.fit(net, params, X, Y, steps=100, learning_rate=0.01, optimizer="adam",
+                  progress=False)
+    assert h["cost"][-1] < h["cost"][0]
+
+
+def test_chunks_give_the_same_result_as_one_call(toy):
+    net, params, X, Y = toy
+    p1, h1 = jn.fit(net, params, X, Y, steps=100, learning_rate=0.1, progress=False)
+    p2, h2 = jn.fit(net, params, X, Y, steps=100, learning_rate=0.1, progress=False, chunk=30)
+    np.testing.assert_allclose(h1["cost"], h2["cost"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"steps": 0, "learning_rate": 0.1}, "steps must be an int >= 1"),
+    ({"steps": 10, "learning_rate": 0.0}, "learning_rate must be a finite number > 0"),
+    ({"steps": 10, "learning_rate": float("nan")}, "learning_rate"),
+    ({"steps": 10}, "needs learning_rate"),
+    ({"steps": 10, "learning_rate": 0.1, "optimizer": "lbfgs"}, "unknown optimizer"),
+    ({"steps": 10, "learning_rate": 0.1, "optimizer": optax.sgd(0.1)}, "learning_rate=None"),
+    ({"steps": 10, "learning_rate": 0.1, "gradients": "numeric"}, "gradients must be one of"),
+    ({"steps": 10, "learning_rate": 0.1, "batch_size": 1000, "key": jax.random.key(0)},
+     "batch_size"),
+    ({"steps": 10, "learning_rate": 0.1, "batch_size": 8}, "explicit key"),
+    ({"steps": 10, "learning_rate": 0.1, "tol": -1}, "tol must be"),
+    ({"steps": 10, "learning_rate": 0.1, "on_divergence": "ignore"}, "on_divergence"),
+])
+def test_bad_arguments(toy, kwargs, match):
+    net, params, X, Y = toy
+    with pytest.raises(ValueError, match=match):
+        jn.fit(net, params, X, Y, progress=False, **kwargs)
+
+
+def test_bad_data_is_rejected_before_training(toy):
+    net, params, X, Y = toy
+    with pytest.raises(ValueError, match="rows"):
+        jn.fit(net, params, X.T, Y, steps=5, learning_rate=0.1)
+    with pytest.raises(ValueError, match="labels"):
+        jn.fit(net, params, X, Y * 3, steps=5, learning_rate=0.1)
+    with pytest.raises(ValueError, match="Y must have shape"):
+        jn.fit(net, params, X, Y, steps=5, learning_rate=0.1, validation=(X, Y[:, :3]))
+
+
+def test_predict_and_metrics(cancer, getkey):
+    net = jn.MLP((30, 1), output="sigmoid")
+    params = net.init(getkey())
+    labels = jn.predict(net, params, cancer.X_test)
+    assert labels.shape == (cancer.X_test.shape[1],) and set(np.unique(labels)) <= {0, 1}
+    acc = jn.accuracy(net, params, cancer.X_test, cancer.Y_test)
+    assert acc == pytest.approx(float(np.mean(np.asarray(labels) == cancer.labels_test)))
+    reg = jn.MLP((2, 1), output="identity")
+    X, Y = jn.data.linear_regression(key=getkey(), m=200, noise=0.0)
+    exact = [{"W": jnp.array([[2.0, -3.0]]), "b": jnp.array([[0.5]])}]
+    assert jn.r2(reg, exact, X, Y) == pytest.approx(1.0, abs=1e-6)
+    assert jn.mse(reg, exact, X, Y) == pytest.approx(0.0, abs=1e-8)
+    with pytest.raises(ValueError, match="classifier"):
+        jn.accuracy(reg, exact, X, Y)
+
+
+def test_no_warning_on_a_healthy_run(toy):
+    net, params, X, Y = toy
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        jn.fit(net, params, X, Y, steps=50, learning_rate=0.1, progress=False)
