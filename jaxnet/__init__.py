@@ -29,6 +29,10 @@ from .metrics import predict as predict
 from .metrics import r2 as r2
 from .network import MLP as MLP
 from .network import Perceptron as Perceptron
+from .parallel import ModeReport as ModeReport
+from .parallel import check_execution_modes as check_execution_modes
+from .parallel import data_mesh as data_mesh
+from .parallel import fit_many as fit_many
 from .perceptron_rule import PerceptronResult as PerceptronResult
 from .perceptron_rule import perceptron_learning as perceptron_learning
 from .perceptron_rule import predict_perceptron as predict_perceptron
@@ -38,6 +42,10 @@ from .training import fit as fit
 
 __all__ = [
     "MLP",
+    "ModeReport",
+    "check_execution_modes",
+    "data_mesh",
+    "fit_many",
     "Checkpoint",
     "CheckpointError",
     "DivergenceError",

@@ -21,7 +21,7 @@ import numpy as np
 import optax
 
 from . import validation as v
-from .backprop import cost_and_backprop
+from .backprop import backward
 from .metrics import accuracy_from_output, is_classifier
 from .network import MLP, cost, forward_cache, per_example_loss
 
@@ -30,6 +30,7 @@ GRADIENTS = ("autodiff", "manual")
 CHUNK = 2000
 STATUS = ("running", "steps", "converged_cost", "converged_params", "diverged")
 TRACE_COUNT = [0]  # incremented each time the loop is traced (i.e. compiled); for tests
+LAST_CALL: list = []  # the arguments of the latest compiled call, to inspect its HLO
 
 
 class DivergenceWarning(RuntimeWarning):
@@ -80,6 +81,7 @@ class _Config(NamedTuple):
     validate: bool
     use_tol: bool
     use_param_tol: bool
+    compute_dtype: str | None = None
 
 
 class _State(NamedTuple):
@@ -91,13 +93,32 @@ class _State(NamedTuple):
     status: jax.Array
 
 
-def _cost_and_grads(net, gradients, params, X, Y):
-    if gradients == "manual":
-        return cost_and_backprop(net, params, X, Y)
+def _cost_and_grads(cfg: _Config, params, X, Y):
+    """`(J, A^[L], grads)`; with a compute dtype the layers run in it, the loss in float32."""
+    net = cfg.net
+    low = cfg.compute_dtype
+    if low is not None:
+        X = X.astype(low)
 
-    def J(p):
+    def loss_from_output(Z_L, A_L):
+        if low is None:
+            return jnp.mean(per_example_loss(net, Z_L, A_L, Y))
+        Z32, A32 = Z_L.astype(jnp.float32), A_L.astype(jnp.float32)
+        return jnp.mean(per_example_loss(net, Z32, A32, Y.astype(jnp.float32)))
+
+    if cfg.gradients == "manual":
+        p = params if low is None else jax.tree.map(lambda a: a.astype(low), params)
         A_L, cache = forward_cache(net, p, X)
-        return jnp.mean(per_example_loss(net, cache[-1]["Z"], A_L, Y)), A_L
+        J = loss_from_output(cache[-1]["Z"], A_L)
+        grads = backward(net, p, cache, Y if low is None else Y.astype(low))
+        if low is not None:
+            grads = jax.tree.map(lambda g, a: g.astype(a.dtype), grads, params)
+        return J, A_L, grads
+
+    def J(params):
+        p = params if low is None else jax.tree.map(lambda a: a.astype(low), params)
+        A_L, cache = forward_cache(net, p, X)
+        return loss_from_output(cache[-1]["Z"], A_L), A_L
 
     (J_value, A_L), grads = jax.value_and_grad(J, has_aux=True)(params)
     return J_value, A_L, grads
@@ -114,9 +135,8 @@ def _batch(cfg, key, step, X, Y):
     return X[:, idx], Y[:, idx]
 
 
-@partial(jax.jit, static_argnames=("cfg", "tx"), donate_argnames=())
-def _run_chunk(cfg: _Config, tx, state: _State, n, tol, param_tol, key, X, Y, X_val, Y_val,
-               val_every):
+def _loop(cfg: _Config, tx, state: _State, n, tol, param_tol, key, X, Y, X_val, Y_val,
+          val_every):
     """Run up to `n` more steps (n ≤ cfg.chunk); returns the state and this chunk's history."""
     TRACE_COUNT[0] += 1
     net = cfg.net
@@ -129,7 +149,7 @@ def _run_chunk(cfg: _Config, tx, state: _State, n, tol, param_tol, key, X, Y, X_
     def body(carry):
         st, bufs = carry
         Xb, Yb = _batch(cfg, key, st.step, X, Y)
-        J, A_L, grads = _cost_and_grads(net, cfg.gradients, st.params, Xb, Yb)
+        J, A_L, grads = _cost_and_grads(cfg, st.params, Xb, Yb)
         updates, opt_state = tx.update(grads, st.opt_state, st.params)
         new_params = optax.apply_updates(st.params, updates)
         finite = jnp.isfinite(J)
@@ -141,21 +161,24 @@ def _run_chunk(cfg: _Config, tx, state: _State, n, tol, param_tol, key, X, Y, X_
             status = jnp.where((status == 0) & (jnp.abs(J - st.prev_cost) < tol), 2, status)
         keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
         i = st.step - start
-        bufs = dict(bufs, cost=bufs["cost"].at[i].set(J))
+        bufs = dict(bufs, cost=bufs["cost"].at[i].set(J.astype(dtype)))
         if classify:
-            bufs["accuracy"] = bufs["accuracy"].at[i].set(accuracy_from_output(net, A_L, Yb))
+            acc = accuracy_from_output(net, A_L, Yb)
+            bufs["accuracy"] = bufs["accuracy"].at[i].set(acc.astype(dtype))
         if cfg.validate:
             def evaluate(p):
                 A_v, cache = forward_cache(net, p, X_val)
                 return (jnp.mean(per_example_loss(net, cache[-1]["Z"], A_v, Y_val)),
                         accuracy_from_output(net, A_v, Y_val) if classify else jnp.nan)
             vc, va = jax.lax.cond(st.step % val_every == 0, evaluate,
-                                  lambda p: (jnp.nan, jnp.nan), st.params)
+                                  lambda p: (jnp.asarray(jnp.nan, dtype),
+                                             jnp.asarray(jnp.nan, jnp.float32)), st.params)
             bufs["val_cost"] = bufs["val_cost"].at[i].set(vc.astype(dtype))
             bufs["val_accuracy"] = bufs["val_accuracy"].at[i].set(jnp.asarray(va, dtype))
         st = _State(params=keep(new_params, st.params), prev_params=keep(st.params, st.prev_params),
                     opt_state=keep(opt_state, st.opt_state), step=st.step + 1,
-                    prev_cost=jnp.where(finite, J, st.prev_cost), status=status.astype(jnp.int32))
+                    prev_cost=jnp.where(finite, J, st.prev_cost).astype(st.prev_cost.dtype),
+                    status=status.astype(jnp.int32))
         return st, bufs
 
     def cond(carry):
@@ -163,6 +186,17 @@ def _run_chunk(cfg: _Config, tx, state: _State, n, tol, param_tol, key, X, Y, X_
         return (st.step - start < n) & (st.status == 0)
 
     return jax.lax.while_loop(cond, body, (state, bufs))
+
+
+_run_chunk = jax.jit(_loop, static_argnames=("cfg", "tx"))
+
+
+@partial(jax.jit, static_argnames=("cfg", "tx"))
+def _run_chunk_many(cfg, tx, state, n, tol, param_tol, key, X, Y, X_val, Y_val, val_every):
+    """`_loop` for K models at once: state leaves and `tol`… have a leading axis K."""
+    one = lambda st, k, t, pt: _loop(cfg, tx, st, n, t, pt, k, X, Y, X_val, Y_val, val_every)
+    key_axis = 0 if key.ndim == 1 else None
+    return jax.vmap(one, in_axes=(0, key_axis, None, None))(state, key, tol, param_tol)
 
 
 def _progress(total, enabled):
@@ -180,7 +214,7 @@ def fit(net: MLP, params, X, Y, *, steps: int, learning_rate=None, optimizer="sg
         gradients: str = "autodiff", batch_size: int | None = None, key=None,
         tol: float | None = None, param_tol: float | None = None, validation=None,
         val_every: int | None = None, on_divergence: str = "warn", progress: bool | None = None,
-        chunk: int = CHUNK):
+        chunk: int = CHUNK, compute_dtype=None, mesh=None):
     """Train `params` by gradient descent; return `(params, history)`.
 
     Arguments:
@@ -204,6 +238,12 @@ def fit(net: MLP, params, X, Y, *, steps: int, learning_rate=None, optimizer="sg
             (returned with the warning; attached to the error as ``.params``/``.history``).
         progress: True/False, or None for a bar that appears after about a second.
         chunk: steps per compiled call between progress updates.
+        compute_dtype: e.g. ``jnp.bfloat16``: the layers' matmuls run in this dtype while the
+            parameters, the optimizer and the loss (computed from `Z^[L]` cast to float32) stay
+            in the parameters' dtype (mixed precision). None: everything in the params' dtype.
+        mesh: a `jax.sharding.Mesh` with an axis ``"data"``: the columns of `X` and `Y` are
+            sharded across its devices and the parameters replicated; XLA inserts the all-reduce
+            of the gradients. `m` (and `batch_size`) must divide by the axis size.
 
     Returns:
         `(params, history)`; `history` is a dict of numpy arrays over the steps run: ``cost``
@@ -214,9 +254,16 @@ def fit(net: MLP, params, X, Y, *, steps: int, learning_rate=None, optimizer="sg
         ``learning_rate``.
     """
     X, Y = net._check(params, X, Y)
-    dtype = jax.tree.leaves(params)[0].dtype
-    X, Y = X.astype(dtype), Y.astype(dtype)
-    m = X.shape[1]
+    tx, lr = _optimizer(optimizer, learning_rate)
+    return train(net, params, X, Y, tx=tx, lr=lr, K=None, steps=steps, gradients=gradients,
+                 batch_size=batch_size, key=key, tol=tol, param_tol=param_tol,
+                 validation=validation, val_every=val_every, on_divergence=on_divergence,
+                 progress=progress, chunk=chunk, compute_dtype=compute_dtype, mesh=mesh)
+
+
+def check_options(m, *, steps, gradients, on_divergence, batch_size, key, tol, param_tol,
+                  compute_dtype):
+    """Raise a ValueError for any option of `fit` that is out of range."""
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"steps must be an int >= 1, got {steps!r}")
     if gradients not in GRADIENTS:
@@ -232,7 +279,42 @@ def fit(net: MLP, params, X, Y, *, steps: int, learning_rate=None, optimizer="sg
     for name, value in (("tol", tol), ("param_tol", param_tol)):
         if value is not None and not (isinstance(value, (int, float)) and value >= 0):
             raise ValueError(f"{name} must be a number >= 0 or None, got {value!r}")
-    tx, lr = _optimizer(optimizer, learning_rate)
+    if compute_dtype is not None and not jnp.issubdtype(jnp.dtype(compute_dtype), jnp.floating):
+        raise ValueError(f"compute_dtype must be a floating dtype such as jnp.bfloat16, got "
+                         f"{compute_dtype!r}")
+
+
+def place(mesh, X, Y, tree, *, batch_size=None):
+    """Shard the columns of `X`, `Y` over the mesh axis ``"data"``; replicate `tree`."""
+    if mesh is None:
+        return X, Y, tree
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    if "data" not in mesh.axis_names:
+        raise ValueError(f"the mesh needs an axis named 'data', got axes {mesh.axis_names}")
+    n = mesh.shape["data"]
+    m = X.shape[1]
+    if m % n:
+        raise ValueError(f"m = {m} examples do not split evenly over the {n} devices of the "
+                         f"'data' axis; use a multiple of {n} (e.g. {m - m % n})")
+    if batch_size is not None and batch_size % n:
+        raise ValueError(f"batch_size = {batch_size} does not split over the {n} devices of the "
+                         "'data' axis; use a multiple of {n}")
+    data, replicated = NamedSharding(mesh, P(None, "data")), NamedSharding(mesh, P())
+    return (jax.device_put(X, data), jax.device_put(Y, data),
+            jax.device_put(tree, replicated))
+
+
+def train(net, params, X, Y, *, tx, lr, K, steps, gradients, batch_size, key, tol, param_tol,
+          validation, val_every, on_divergence, progress, chunk, compute_dtype, mesh):
+    """The host side of `fit` and `fit_many` (K models with a leading axis when K is an int)."""
+    dtype = jax.tree.leaves(params)[0].dtype
+    X, Y = X.astype(dtype), Y.astype(dtype)
+    m = X.shape[1]
+    check_options(m, steps=steps, gradients=gradients, on_divergence=on_divergence,
+                  batch_size=batch_size, key=key, tol=tol, param_tol=param_tol,
+                  compute_dtype=compute_dtype)
     if validation is not None:
         X_val, Y_val = validation
         X_val = v.check_X(net, X_val).astype(dtype)
@@ -241,70 +323,90 @@ def fit(net: MLP, params, X, Y, *, steps: int, learning_rate=None, optimizer="sg
         X_val, Y_val = X[:, :1], Y[:, :1]  # unused placeholders of fixed shape
     val_every = val_every or max(1, steps // 100)
 
-    opt_state = tx.init(params)
+    batched = K is not None
+    opt_state = jax.vmap(tx.init)(params) if batched else tx.init(params)
     if lr is not None:
-        opt_state.hyperparams["learning_rate"] = jnp.asarray(lr, dtype)
+        opt_state.hyperparams["learning_rate"] = jnp.broadcast_to(jnp.asarray(lr, dtype),
+                                                                  () if K is None else (K,))
     chunk = int(min(chunk, steps))
+    low = None if compute_dtype is None or jnp.dtype(compute_dtype) == dtype \
+        else jnp.dtype(compute_dtype).name
     cfg = _Config(net, gradients, None if batch_size is None or batch_size == m else int(batch_size),
-                  chunk, validation is not None, tol is not None, param_tol is not None)
-    state = _State(params, params, opt_state, jnp.asarray(0, jnp.int32), jnp.asarray(jnp.inf, dtype),
-                   jnp.asarray(0, jnp.int32))
+                  chunk, validation is not None, tol is not None, param_tol is not None, low)
+    shape = () if K is None else (K,)
+    state = _State(params, params, opt_state, jnp.zeros(shape, jnp.int32),
+                   jnp.full(shape, jnp.inf, dtype), jnp.zeros(shape, jnp.int32))
+    X, Y, state = place(mesh, X, Y, state, batch_size=cfg.batch_size)
     key = key if key is not None else jax.random.key(0)
     tol_a = jnp.asarray(-1.0 if tol is None else tol, dtype)
     ptol_a = jnp.asarray(-1.0 if param_tol is None else param_tol, dtype)
 
+    run = _run_chunk_many if batched else _run_chunk
     pieces = {"cost": [], "accuracy": [], "val_cost": [], "val_accuracy": []}
     bar = _progress(steps, progress)
     done = 0
     try:
         while done < steps:
-            state, bufs = _run_chunk(cfg, tx, state, jnp.asarray(min(chunk, steps - done)),
-                                     tol_a, ptol_a, key, X, Y, X_val, Y_val, val_every)
-            ran = int(state.step) - done
+            args = (cfg, tx, state, jnp.asarray(min(chunk, steps - done)), tol_a, ptol_a, key,
+                    X, Y, X_val, Y_val, val_every)
+            LAST_CALL[:] = args  # for inspecting the compiled loop (e.g. its all-reduce)
+            state, bufs = run(*args)
+            ran = int(np.max(np.asarray(state.step))) - done
             for k in pieces:
-                pieces[k].append(np.asarray(bufs[k][:ran]))
+                pieces[k].append(np.asarray(bufs[k])[..., :ran])
             done += ran
             if bar is not None:
                 bar.update(ran)
-                bar.set_postfix(cost=f"{float(pieces['cost'][-1][-1]):.4g}")
-            if int(state.status) != 0:
+                bar.set_postfix(cost=f"{float(np.nanmean(pieces['cost'][-1][..., -1])):.4g}")
+            if np.all(np.asarray(state.status) != 0):
                 break
     finally:
         if bar is not None:
             bar.close()
+    return _finish(net, state, pieces, X, Y, lr=lr, batched=batched, val_every=val_every,
+                   validate=validation is not None, on_divergence=on_divergence)
 
-    status = STATUS[int(state.status)] if int(state.status) else "steps"
-    out = state.prev_params if status == "diverged" else state.params
-    final_cost = float(cost(net, out, X, Y))
-    if status != "diverged" and not math.isfinite(final_cost):
-        # The very last update overflowed: keep the parameters before it.
-        status, out = "diverged", state.prev_params
-        final_cost = float(cost(net, out, X, Y))
-    history = _history(pieces, classify=is_classifier(net), validate=validation is not None,
-                       val_every=val_every, steps_run=done, stopped=status, final_cost=final_cost,
-                       learning_rate=lr)
-    if status == "diverged":
-        msg = (f"the cost became non-finite at step {done - 1} (learning_rate={lr}); stopped "
-               f"and returned the last parameters with a finite cost ({final_cost:.6g})")
+
+def _finish(net, state, pieces, X, Y, *, lr, batched, val_every, validate, on_divergence):
+    """Pick the returned parameters (the last finite ones where J diverged) and the history."""
+    J = jax.vmap(lambda p: cost(net, p, X, Y)) if batched else (lambda p: cost(net, p, X, Y))
+    status = np.asarray(state.status).copy()
+    final = np.asarray(J(state.params))
+    # The very last update may overflow without a step left to see it: same treatment.
+    status[(status == 0) & ~np.isfinite(final)] = 4
+    diverged = status == 4
+    pick = lambda new, old: jnp.where(diverged.reshape(diverged.shape + (1,) * (new.ndim
+                                                                             - diverged.ndim)),
+                                      old, new)
+    out = jax.tree.map(pick, state.params, state.prev_params)
+    final = np.asarray(J(out), np.float64)
+    steps_run = np.asarray(state.step)
+    stopped = np.array([STATUS[s] if s else "steps" for s in status.ravel()]).reshape(status.shape)
+    history = {k: np.concatenate(pieces[k], axis=-1) for k in pieces}
+    classify = is_classifier(net)
+    if not classify:
+        del history["accuracy"]
+    if validate:
+        val_step = np.arange(0, int(steps_run.max()), val_every)
+        history["val_step"] = val_step
+        history["val_cost"] = history["val_cost"][..., val_step]
+        if classify:
+            history["val_accuracy"] = history["val_accuracy"][..., val_step]
+        else:
+            del history["val_accuracy"]
+    else:
+        del history["val_cost"], history["val_accuracy"]
+    if not batched:
+        steps_run, stopped, final = int(steps_run), str(stopped), float(final)
+    history.update(steps_run=steps_run, stopped=stopped, final_cost=final, learning_rate=lr)
+    if diverged.any():
+        where = f"step {int(steps_run) - 1}" if not batched else \
+            f"{int(diverged.sum())} of {diverged.size} models ({np.flatnonzero(diverged)[:10]})"
+        msg = (f"the cost became non-finite at {where} (learning_rate={lr}); stopped and "
+               f"returned the last parameters with a finite cost")
         if on_divergence == "raise":
             err = DivergenceError(msg)
             err.params, err.history = out, history
             raise err
-        warnings.warn(msg, DivergenceWarning, stacklevel=2)
+        warnings.warn(msg, DivergenceWarning, stacklevel=3)
     return out, history
-
-
-def _history(pieces, *, classify, validate, val_every, steps_run, stopped, final_cost,
-             learning_rate):
-    h = {"cost": np.concatenate(pieces["cost"]) if pieces["cost"] else np.zeros(0)}
-    if classify:
-        h["accuracy"] = np.concatenate(pieces["accuracy"])
-    if validate:
-        val_step = np.arange(0, steps_run, val_every)
-        h["val_step"] = val_step
-        h["val_cost"] = np.concatenate(pieces["val_cost"])[val_step]
-        if classify:
-            h["val_accuracy"] = np.concatenate(pieces["val_accuracy"])[val_step]
-    h.update(steps_run=steps_run, stopped=stopped, final_cost=final_cost,
-             learning_rate=learning_rate)
-    return h
