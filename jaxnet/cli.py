@@ -1,0 +1,339 @@
+"""The `jaxnet` command: it only wires the library together (`data` loads, `MLP` builds,
+`check_gradients` verifies, `fit` trains, `save`/`load_checkpoint` store, `plot_history` draws).
+A bad flag or value is one ``jaxnet: error: ...`` line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from . import __version__, activations, data, initializers, losses
+from .checkpoint import CheckpointError, load_checkpoint, save
+from .gradcheck import check_gradients
+from .metrics import accuracy, is_classifier, mse, r2
+from .network import MLP
+from .plotting import plot_history
+from .training import GRADIENTS, OPTIMIZERS, DivergenceWarning, fit
+
+# Synthetic data sets have a fixed size, so that a seed names exactly one data set.
+SYNTHETIC = {
+    "xor": lambda key: data.xor(key=key, m=400, noise=0.15),
+    "moons": lambda key: data.two_moons(key=key, m=400, noise=0.1),
+    "spirals": lambda key: data.spirals(key=key, m=600, noise=0.2),
+    "blobs": lambda key: data.blobs(key=key, m=400),
+}
+DATASETS = (*data.DATASETS, *SYNTHETIC)
+NAMES = tuple(sorted([*activations.ACTIVATIONS, *activations.ALIASES]))
+OUTPUTS = {"multiclass": "softmax", "binary": "sigmoid", "regression": "identity"}
+GRADCHECK_EXAMPLES, GRADCHECK_ENTRIES = 32, 16  # the quick check `train` runs first
+DESCRIPTION = """Feed-forward networks in JAX: train, check gradients, evaluate.
+
+examples:
+  jaxnet train                       # digits, 64 -> 64 (relu) -> 10 (softmax), Adam
+  jaxnet train --dataset moons --hidden-sizes 16,16 --hidden tanh --steps 3000
+  jaxnet gradcheck --dataset iris    # hand-written backprop vs jax.grad vs finite differences
+  jaxnet evaluate jaxnet-out/digits-YYYYmmdd-HHMMSS/model.npz
+"""
+REASONS = {
+    "steps": "reached --steps",
+    "converged_cost": "converged (|J_t - J_t-1| < --tol)",
+    "converged_params": "converged (parameters stopped changing)",
+    "diverged": "DIVERGED: the cost became non-finite; kept the last finite parameters "
+                "(try a smaller --learning-rate)",
+}
+
+
+# --- argument types: each turns bad text into one clear argparse error ---------------------
+def _number(kind, least, strict, below=math.inf):
+    what = "an integer" if kind is int else "a finite number"
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not (value > least if strict else value >= least) or not value < below:
+            limits = f"{'>' if strict else '>='} {least}" + (f" and < {below}" if below < math.inf else "")
+            raise argparse.ArgumentTypeError(f"must be {what} {limits}, got {text!r}")
+        return value
+    return parse
+
+
+positive_int, positive_float = _number(int, 0, True), _number(float, 0, True)
+nonneg_float, seed = _number(float, 0, False), _number(int, 0, False, below=2**32)
+
+
+def layer_sizes(text: str) -> tuple[int, ...]:
+    """``"64,32"`` -> ``(64, 32)``; ``""`` -> ``()`` (no hidden layer: a perceptron)."""
+    if not text.strip():
+        return ()
+    try:
+        return tuple(positive_int(part.strip()) for part in text.split(","))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected a comma list of positive integers such as 64,32 (or '' for none), "
+            f"got {text!r}") from None
+
+
+def hidden_activations(text: str) -> str | tuple[str, ...]:
+    """One name for every hidden layer, or a comma list with one name per hidden layer."""
+    try:
+        names = tuple(activations.canonical_name(part.strip()) for part in text.split(","))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return names[0] if len(names) == 1 else names
+
+
+# --- the pieces the commands share ---------------------------------------------------------
+def _keys(seed: int) -> dict:
+    """Every random choice of a run, drawn from its one --seed."""
+    names = ("data", "split", "init", "batch", "check")
+    return dict(zip(names, jax.random.split(jax.random.key(seed), len(names))))
+
+
+def load_dataset(name: str, seed: int) -> data.Dataset:
+    """The data set `name`, split 80/20 (and standardized) as the seed decides."""
+    keys = _keys(seed)
+    if name in data.DATASETS:
+        return data.load(name, key=keys["split"])
+    X, Y = SYNTHETIC[name](keys["data"])
+    X_train, Y_train, X_test, Y_test = data.train_test_split(X, Y, key=keys["split"])
+    X_train, X_test, mean, std = data.standardize(X_train, X_test)
+    binary = Y.shape[0] == 1  # labels on the host: no compilation for a field the CLI ignores
+    labels = (lambda Y: np.asarray(Y[0], np.int32)) if binary else (lambda Y: np.argmax(Y, 0))
+    return data.Dataset(name, "binary" if binary else "multiclass", X_train, Y_train, X_test,
+                        Y_test, 2 if binary else Y.shape[0], labels(Y_train), labels(Y_test),
+                        tuple(f"x{i + 1}" for i in range(X.shape[0])), mean, std)
+
+
+def setup(args):
+    """`(keys, data set, network, initial parameters)` from the flags; prints what they are."""
+    keys, ds = _keys(args.seed), load_dataset(args.dataset, args.seed)
+    sizes = (ds.X_train.shape[0], *args.hidden_sizes, ds.Y_train.shape[0])
+    net = MLP(sizes, hidden=args.hidden, output=args.output or OUTPUTS[ds.task], loss=args.loss)
+    params = net.init(keys["init"], method=args.init)
+    print(describe(ds, net, params), flush=True)
+    return keys, ds, net, params
+
+
+def architecture(net: MLP) -> str:
+    """``64 -> 64 (relu) -> 10 (softmax)``."""
+    return " -> ".join([str(net.sizes[0])] + [f"{n} ({g})" for n, g in
+                                              zip(net.sizes[1:], net.activations)])
+
+
+def describe(ds: data.Dataset, net: MLP, params) -> str:
+    kind = f"{ds.n_classes} classes" if ds.n_classes else ds.task
+    n_params = sum(leaf.size for leaf in jax.tree.leaves(params))
+    return (f"{ds.name} ({kind}): {ds.X_train.shape[1]} train + {ds.X_test.shape[1]} test "
+            f"examples, {ds.X_train.shape[0]} features; network {architecture(net)}, "
+            f"{net.loss} loss, {n_params:,} parameters")
+
+
+def scores(net: MLP, params, X, Y) -> dict:
+    out = {"cost": float(net.cost(params, X, Y))}
+    if is_classifier(net):
+        out["accuracy"] = accuracy(net, params, X, Y)
+    else:
+        out.update(r2=r2(net, params, X, Y), mse=mse(net, params, X, Y))
+    return out
+
+
+def show(s: dict) -> str:
+    if "accuracy" in s:
+        return f"accuracy {100 * s['accuracy']:.2f}%  cost {s['cost']:.4g}"
+    return f"R² {s['r2']:.4f}  MSE {s['mse']:.4g}  cost {s['cost']:.4g}"
+
+
+def gradient_check(net, params, ds, examples, entries, key):
+    m = min(examples, ds.X_train.shape[1])
+    return check_gradients(net, params, ds.X_train[:, :m], ds.Y_train[:, :m], entries=entries,
+                           key=key)
+
+
+def summary(report) -> str:
+    """The report in one line: its verdict and the worst error of each comparison."""
+    worst = {attr: max((e for leaf in report.leaves if not math.isnan(e := getattr(leaf, attr))),
+                       default=math.nan) for attr in ("manual_vs_autodiff", "autodiff_vs_fd")}
+    order = "n/a" if report.taylor is None else f"{report.taylor.order:.2f}"
+    return (f"gradient check: {'ok' if report.ok else 'FAILED'} (manual~autodiff "
+            f"{worst['manual_vs_autodiff']:.0e}, autodiff~FD {worst['autodiff_vs_fd']:.0e}, "
+            f"Taylor order {order})")
+
+
+# --- the commands --------------------------------------------------------------------------
+def cmd_train(args) -> int:
+    start = time.perf_counter()
+    keys, ds, net, params = setup(args)
+    if not args.no_gradcheck:
+        report = gradient_check(net, params, ds, GRADCHECK_EXAMPLES, GRADCHECK_ENTRIES,
+                                keys["check"])
+        print(summary(report), flush=True)
+        if not report.ok:
+            print(report)
+            return 1
+    batch = "full batch" if args.batch_size is None else f"batches of {args.batch_size}"
+    print(f"training: {args.optimizer}, learning rate {args.learning_rate:g}, up to {args.steps} "
+          f"steps, {batch}, {args.gradients} gradients", flush=True)
+    fit_start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DivergenceWarning)  # reported below as the stop reason
+        params, history = fit(net, params, ds.X_train, ds.Y_train, steps=args.steps,
+                              learning_rate=args.learning_rate, optimizer=args.optimizer,
+                              gradients=args.gradients, batch_size=args.batch_size,
+                              key=keys["batch"], tol=args.tol,
+                              validation=(ds.X_test, ds.Y_test), progress=not args.quiet)
+    fit_s = time.perf_counter() - fit_start
+    train = scores(net, params, ds.X_train, ds.Y_train)
+    test = scores(net, params, ds.X_test, ds.Y_test)
+    print(f"train: {show(train)}\ntest:  {show(test)}")
+    print(f"stopped after {history['steps_run']} steps: {REASONS[history['stopped']]}")
+
+    out = Path(args.out or f"jaxnet-out/{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
+    history.update(dataset=args.dataset, seed=args.seed)  # what `evaluate` needs to reload
+    save(out / "model.npz", net, params, history=history)
+    plot_history(history, out / "cost.png", title=f"{args.dataset}: {architecture(net)}")
+    wall_s = time.perf_counter() - start
+    metrics = {k: getattr(args, k) for k in ("dataset", "seed", "optimizer", "learning_rate",
+                                             "steps", "batch_size", "gradients")}
+    metrics.update(task=ds.task, sizes=list(net.sizes), activations=list(net.activations),
+                   loss=net.loss, steps_run=int(history["steps_run"]), stopped=history["stopped"],
+                   train=train, test=test, train_seconds=fit_s, wall_seconds=wall_s)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    print(f"wall time {wall_s:.1f} s (training {fit_s:.1f} s)")
+    print(f"wrote {out}/model.npz, cost.png, metrics.json")
+    return 0
+
+
+def cmd_gradcheck(args) -> int:
+    keys, ds, net, params = setup(args)
+    report = gradient_check(net, params, ds, args.examples, args.entries, keys["check"])
+    print(report)
+    return 0 if report.ok else 1
+
+
+def cmd_evaluate(args) -> int:
+    net, params, history, _ = load_checkpoint(args.checkpoint)
+    recorded = history or {}
+    name = args.dataset or recorded.get("dataset")
+    if name not in DATASETS:
+        raise ValueError(f"{args.checkpoint} records no data set jaxnet knows ({name!r}); pass "
+                         f"--dataset, one of {', '.join(DATASETS)}")
+    seed = args.seed if args.seed is not None else int(recorded.get("seed", 0))
+    ds = load_dataset(name, seed)
+    n_x, n_y = ds.X_test.shape[0], ds.Y_test.shape[0]
+    if (net.sizes[0], net.sizes[-1]) != (n_x, n_y):
+        raise ValueError(f"{args.checkpoint} maps {net.sizes[0]} inputs to {net.sizes[-1]} "
+                         f"outputs, but {name} has {n_x} features and {n_y} targets")
+    print(f"{args.checkpoint}: network {architecture(net)}, {net.loss} loss")
+    print(f"{name} test split (seed {seed}, {ds.X_test.shape[1]} examples): "
+          f"{show(scores(net, params, ds.X_test, ds.Y_test))}")
+    return 0
+
+
+# --- the parser ----------------------------------------------------------------------------
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    def _get_help_string(self, action):  # no "(default: None)" or "(default: False)" noise
+        quiet = action.default is None or action.default is False
+        return action.help if quiet else super()._get_help_string(action)
+
+
+class _RawFormatter(_Formatter, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage block, same prefix for every subcommand
+        self.exit(2, f"jaxnet: error: {one_line(message)} (see '{self.prog} --help')\n")
+
+
+def one_line(message) -> str:
+    return " ".join(str(message).split())
+
+
+def _model_args(p) -> None:
+    p.add_argument("--dataset", choices=DATASETS, default="digits",
+                   help="scikit-learn data set, or a synthetic one generated from --seed")
+    p.add_argument("--hidden-sizes", type=layer_sizes, default="64", metavar="N,N,...",
+                   help="widths of the hidden layers; '' for none (a perceptron)")
+    p.add_argument("--hidden", type=hidden_activations, default="relu", metavar="NAME[,NAME...]",
+                   help=f"hidden activation, or one per hidden layer; one of {', '.join(NAMES)}")
+    p.add_argument("--output", choices=NAMES, metavar="NAME",
+                   help="output activation (default: softmax for multiclass, sigmoid for "
+                        "binary, identity for regression data)")
+    p.add_argument("--loss", choices=tuple(losses.LOSSES), metavar="NAME",
+                   help=f"loss, one of {', '.join(losses.LOSSES)} (default: the output's pair)")
+    p.add_argument("--init", choices=sorted(initializers.INITIALIZERS),
+                   help="weight initializer (default: he for relu layers, glorot otherwise)")
+    p.add_argument("--seed", type=seed, default=0,
+                   help="seeds the data, the split, the initial weights and the batches")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="jaxnet", formatter_class=_RawFormatter, description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"jaxnet {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", formatter_class=_Formatter, help="train a network",
+                       description="Check the network's hand-written gradients, train it on the "
+                       "training split (the test split is the validation set), report the "
+                       "metrics and write model.npz, cost.png and metrics.json.")
+    _model_args(p)
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="update rule")
+    p.add_argument("--learning-rate", type=positive_float, default=3e-3, help="step size α")
+    p.add_argument("--steps", type=positive_int, default=1000, help="the most updates to make")
+    p.add_argument("--batch-size", type=positive_int, help="minibatch size (default: full batch)")
+    p.add_argument("--gradients", choices=GRADIENTS, default="autodiff",
+                   help="jax.grad, or the hand-written backward pass")
+    p.add_argument("--tol", type=nonneg_float, help="stop once |J_t - J_t-1| < tol")
+    p.add_argument("--out", type=Path, metavar="DIR",
+                   help="output folder (default: jaxnet-out/DATASET-YYYYmmdd-HHMMSS)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no-gradcheck", action="store_true", help="skip the gradient check")
+    p.set_defaults(run=cmd_train)
+
+    p = sub.add_parser("gradcheck", formatter_class=_Formatter, help="check gradients",
+                       description="Compare the hand-written backward pass with jax.grad and "
+                       "with central finite differences (float64) for a freshly initialized "
+                       "network, and print the table. Exit status 0 when they agree, 1 if not.")
+    _model_args(p)
+    p.add_argument("--examples", type=positive_int, default=32,
+                   help="training columns the cost is taken over")
+    p.add_argument("--entries", type=positive_int,
+                   help="finite-difference entries per leaf, chosen at random (default: all)")
+    p.set_defaults(run=cmd_gradcheck)
+
+    p = sub.add_parser("evaluate", formatter_class=_Formatter, help="evaluate a checkpoint",
+                       description="Report the test-split accuracy (R² and MSE for regression) "
+                       "and cost of a checkpoint written by 'jaxnet train'.")
+    p.add_argument("checkpoint", type=Path, help="a model.npz file")
+    p.add_argument("--dataset", choices=DATASETS,
+                   help="data set (default: the one recorded in the checkpoint)")
+    p.add_argument("--seed", type=seed,
+                   help="seed of the split (default: the one recorded in the checkpoint)")
+    p.set_defaults(run=cmd_evaluate)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Run the `jaxnet` command with `argv` (default `sys.argv[1:]`); return the exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # --help, --version, or a usage error already printed
+        return exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 2
+    try:
+        return args.run(args)
+    except (CheckpointError, ValueError, TypeError, OSError, ImportError) as err:
+        if isinstance(err, OSError) and err.filename is not None:
+            err = f"{err.strerror}: {err.filename}"
+        print(f"jaxnet: error: {one_line(err)}", file=sys.stderr)
+        return 2
