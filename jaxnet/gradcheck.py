@@ -175,8 +175,10 @@ def check_grad(loss_fn, grad_fn, params, *args, eps: float = EPS, tol_manual: fl
     """Check a gradient function of your own against `jax.grad` and finite differences.
 
     Arguments:
-        loss_fn: `loss_fn(params, *args) -> scalar`, written with `jax.numpy`.
-        grad_fn: `grad_fn(params, *args) -> tree like params`, the formula under test.
+        loss_fn: `loss_fn(params, *args) -> scalar`, written with `jax.numpy` (it is compiled
+            with `jax.jit` and batched with `jax.vmap`).
+        grad_fn: `grad_fn(params, *args) -> tree like params`, the formula under test
+            (compiled with `jax.jit`).
         params: any pytree of float arrays; compared leaf by leaf.
         *args: further arguments of both functions (e.g. `X`, `Y`); float arrays are cast to
             float64 for the check.
@@ -192,8 +194,9 @@ def check_grad(loss_fn, grad_fn, params, *args, eps: float = EPS, tol_manual: fl
     """
     with jax.enable_x64(True):
         params64, args64 = _to64(params), _to64(args)
-        manual = grad_fn(params64, *args64)
-        auto = jax.grad(loss_fn)(params64, *args64)
+        # Compiled: op-by-op dispatch would compile every small operation on its own.
+        manual = jax.jit(grad_fn)(params64, *args64)
+        auto = jax.jit(jax.grad(loss_fn))(params64, *args64)
         _check_structure(manual, auto)
         theta, unravel = ravel_pytree(params64)
         g_auto = np.asarray(ravel_pytree(auto)[0])
@@ -278,7 +281,7 @@ def taylor_test(loss_fn, grad_fn, params, *args, key=None,
     with jax.enable_x64(True):
         params64, args64 = _to64(params), _to64(args)
         theta, unravel = ravel_pytree(params64)
-        g, _ = ravel_pytree(_to64(grad_fn(params64, *args64)))
+        g, _ = ravel_pytree(_to64(jax.jit(grad_fn)(params64, *args64)))
         v = jax.random.normal(key if key is not None else jax.random.key(1), theta.shape,
                               jnp.float64)
         if mask is not None:
@@ -286,7 +289,8 @@ def taylor_test(loss_fn, grad_fn, params, *args, key=None,
         v = v / jnp.linalg.norm(v)
         f = jax.jit(lambda th: loss_fn(unravel(th), *args64))
         f0, slope = float(f(theta)), float(g @ v)
-        r = np.array([abs(float(f(theta + s * v)) - f0 - s * slope) for s in h])
+        values = np.asarray(jax.vmap(lambda s: f(theta + s * v))(jnp.asarray(h)))
+        r = np.abs(values - f0 - np.asarray(h) * slope)
     floor = 10 * np.finfo(np.float64).eps * max(1.0, abs(f0))  # round-off in J(θ + h v) − J(θ)
     usable = r > floor
     if usable.sum() < 2:

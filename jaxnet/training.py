@@ -135,68 +135,90 @@ def _batch(cfg, key, step, X, Y):
     return X[:, idx], Y[:, idx]
 
 
-def _loop(cfg: _Config, tx, state: _State, n, tol, param_tol, key, X, Y, X_val, Y_val,
-          val_every):
-    """Run up to `n` more steps (n ≤ cfg.chunk); returns the state and this chunk's history."""
-    TRACE_COUNT[0] += 1
+def _step(cfg: _Config, tx, params, opt_state, prev_cost, step, key, tol, param_tol, X, Y,
+          X_val, Y_val, val_every):
+    """One update of one model: `(new_params, opt_state, J, accuracy, val_cost, val_acc, status)`."""
     net = cfg.net
-    classify = is_classifier(net)
+    dtype = jax.tree.leaves(params)[0].dtype
+    Xb, Yb = _batch(cfg, key, step, X, Y)
+    J, A_L, grads = _cost_and_grads(cfg, params, Xb, Yb)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    new_params = optax.apply_updates(params, updates)
+    status = jnp.where(jnp.isfinite(J), 0, 4)
+    if cfg.use_param_tol:
+        delta = jnp.max(jnp.stack([jnp.max(jnp.abs(u)) for u in jax.tree.leaves(updates)]))
+        status = jnp.where((status == 0) & (delta < param_tol), 3, status)
+    if cfg.use_tol:
+        status = jnp.where((status == 0) & (jnp.abs(J - prev_cost) < tol), 2, status)
+    nan = jnp.asarray(jnp.nan, dtype)
+    acc = accuracy_from_output(net, A_L, Yb).astype(dtype) if is_classifier(net) else nan
+    vc = va = nan
+    if cfg.validate:
+        def evaluate(p):
+            A_v, cache = forward_cache(net, p, X_val)
+            J_v = jnp.mean(per_example_loss(net, cache[-1]["Z"], A_v, Y_val)).astype(dtype)
+            acc_v = accuracy_from_output(net, A_v, Y_val).astype(dtype) \
+                if is_classifier(net) else nan
+            return J_v, acc_v
+        vc, va = jax.lax.cond(step % val_every == 0, evaluate, lambda p: (nan, nan), params)
+    return new_params, opt_state, J.astype(dtype), acc, vc, va, status.astype(jnp.int32)
+
+
+def _loop(cfg: _Config, tx, state: _State, n, tol, param_tol, key, X, Y, X_val, Y_val,
+          val_every, *, batched=False):
+    """Run up to `n` more steps (n ≤ cfg.chunk); returns the state and this chunk's history.
+
+    Batched (K models, every state leaf with a leading axis K), the step is `vmap`ped but the
+    loop is not: a model that stopped keeps its state through a select on the (small)
+    parameters, while the history buffers, the largest arrays here, are written one column per
+    step instead of being selected whole each step, as `vmap` of a `while_loop` would.
+    """
+    TRACE_COUNT[0] += 1
     dtype = jax.tree.leaves(state.params)[0].dtype
-    nan = jnp.full((cfg.chunk,), jnp.nan, dtype)
-    bufs = {"cost": nan, "accuracy": nan, "val_cost": nan, "val_accuracy": nan}
-    start = state.step
+    lead = state.step.shape  # () or (K,)
+    nan = jnp.full((*lead, cfg.chunk), jnp.nan, dtype)
+    names = ("cost", "accuracy", "val_cost", "val_accuracy")
+    one = partial(_step, cfg, tx, tol=tol, param_tol=param_tol, X=X, Y=Y, X_val=X_val,
+                  Y_val=Y_val, val_every=val_every)
+    if batched:
+        one = jax.vmap(one, in_axes=(0, 0, 0, 0, 0 if key.ndim == 1 else None))
 
     def body(carry):
-        st, bufs = carry
-        Xb, Yb = _batch(cfg, key, st.step, X, Y)
-        J, A_L, grads = _cost_and_grads(cfg, st.params, Xb, Yb)
-        updates, opt_state = tx.update(grads, st.opt_state, st.params)
-        new_params = optax.apply_updates(st.params, updates)
-        finite = jnp.isfinite(J)
-        status = jnp.where(finite, 0, 4)
-        if cfg.use_param_tol:
-            delta = jnp.max(jnp.stack([jnp.max(jnp.abs(u)) for u in jax.tree.leaves(updates)]))
-            status = jnp.where((status == 0) & (delta < param_tol), 3, status)
-        if cfg.use_tol:
-            status = jnp.where((status == 0) & (jnp.abs(J - st.prev_cost) < tol), 2, status)
-        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
-        i = st.step - start
-        bufs = dict(bufs, cost=bufs["cost"].at[i].set(J.astype(dtype)))
-        if classify:
-            acc = accuracy_from_output(net, A_L, Yb)
-            bufs["accuracy"] = bufs["accuracy"].at[i].set(acc.astype(dtype))
-        if cfg.validate:
-            def evaluate(p):
-                A_v, cache = forward_cache(net, p, X_val)
-                return (jnp.mean(per_example_loss(net, cache[-1]["Z"], A_v, Y_val)),
-                        accuracy_from_output(net, A_v, Y_val) if classify else jnp.nan)
-            vc, va = jax.lax.cond(st.step % val_every == 0, evaluate,
-                                  lambda p: (jnp.asarray(jnp.nan, dtype),
-                                             jnp.asarray(jnp.nan, jnp.float32)), st.params)
-            bufs["val_cost"] = bufs["val_cost"].at[i].set(vc.astype(dtype))
-            bufs["val_accuracy"] = bufs["val_accuracy"].at[i].set(jnp.asarray(va, dtype))
+        st, bufs, i = carry
+        new_params, opt_state, J, acc, vc, va, status = one(
+            st.params, st.opt_state, st.prev_cost, st.step, key)
+        active = st.status == 0
+        ok = active & (status != 4)
+
+        def keep(new, old):
+            return jax.tree.map(
+                lambda a, b: jnp.where(ok.reshape(lead + (1,) * (a.ndim - len(lead))), a, b),
+                new, old)
+
+        values = (J, acc, vc, va)
+        bufs = {k: bufs[k].at[..., i].set(jnp.where(active, x, jnp.nan))
+                for k, x in zip(names, values)}
         st = _State(params=keep(new_params, st.params), prev_params=keep(st.params, st.prev_params),
-                    opt_state=keep(opt_state, st.opt_state), step=st.step + 1,
-                    prev_cost=jnp.where(finite, J, st.prev_cost).astype(st.prev_cost.dtype),
-                    status=status.astype(jnp.int32))
-        return st, bufs
+                    opt_state=keep(opt_state, st.opt_state), step=st.step + active,
+                    prev_cost=jnp.where(ok, J, st.prev_cost),
+                    status=jnp.where(active, status, st.status))
+        return st, bufs, i + 1
 
     def cond(carry):
-        st, _ = carry
-        return (st.step - start < n) & (st.status == 0)
+        st, _, i = carry
+        return (i < n) & jnp.any(st.status == 0)
 
-    return jax.lax.while_loop(cond, body, (state, bufs))
+    state, bufs, _ = jax.lax.while_loop(cond, body, (state, dict.fromkeys(names, nan),
+                                                      jnp.asarray(0, jnp.int32)))
+    return state, bufs
 
 
-_run_chunk = jax.jit(_loop, static_argnames=("cfg", "tx"))
+_run_chunk = jax.jit(_loop, static_argnames=("cfg", "tx", "batched"))
 
 
-@partial(jax.jit, static_argnames=("cfg", "tx"))
-def _run_chunk_many(cfg, tx, state, n, tol, param_tol, key, X, Y, X_val, Y_val, val_every):
-    """`_loop` for K models at once: state leaves and `tol`… have a leading axis K."""
-    one = lambda st, k, t, pt: _loop(cfg, tx, st, n, t, pt, k, X, Y, X_val, Y_val, val_every)
-    key_axis = 0 if key.ndim == 1 else None
-    return jax.vmap(one, in_axes=(0, key_axis, None, None))(state, key, tol, param_tol)
+def _run_chunk_many(*args):
+    """`_loop` for K models at once: every state leaf has a leading axis K."""
+    return _run_chunk(*args, batched=True)
 
 
 def _progress(total, enabled):
@@ -367,9 +389,14 @@ def train(net, params, X, Y, *, tx, lr, K, steps, gradients, batch_size, key, to
                    validate=validation is not None, on_divergence=on_divergence)
 
 
+_cost_one = jax.jit(lambda net, p, X, Y: cost(net, p, X, Y), static_argnums=0)
+_costs_many = jax.jit(lambda net, p, X, Y: jax.vmap(lambda q: cost(net, q, X, Y))(p),
+                      static_argnums=0)
+
+
 def _finish(net, state, pieces, X, Y, *, lr, batched, val_every, validate, on_divergence):
     """Pick the returned parameters (the last finite ones where J diverged) and the history."""
-    J = jax.vmap(lambda p: cost(net, p, X, Y)) if batched else (lambda p: cost(net, p, X, Y))
+    J = partial(_costs_many if batched else _cost_one, net, X=X, Y=Y)
     status = np.asarray(state.status).copy()
     final = np.asarray(J(state.params))
     # The very last update may overflow without a step left to see it: same treatment.
