@@ -186,3 +186,25 @@ def test_no_warning_on_a_healthy_run(toy):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         jn.fit(net, params, X, Y, steps=50, learning_rate=0.1, progress=False)
+
+
+@pytest.mark.parametrize("gradients", ["autodiff", "manual"])
+def test_bfloat16_compute_dtype_trains_with_float32_master_weights(toy, gradients):
+    net, params, X, Y = toy
+    p16, h16 = jn.fit(net, params, X, Y, steps=200, learning_rate=0.5, gradients=gradients,
+                      compute_dtype=jnp.bfloat16, progress=False)
+    p32, h32 = jn.fit(net, params, X, Y, steps=200, learning_rate=0.5, gradients=gradients,
+                      progress=False)
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(p16))
+    assert h16["cost"].dtype == np.float32 and h16["cost"][-1] < 0.5 * h16["cost"][0]
+    # bfloat16 has an 8-bit mantissa: the trajectory follows float32's to about 1e-2.
+    np.testing.assert_allclose(h16["cost"], h32["cost"], rtol=5e-2, atol=5e-3)
+    with pytest.raises(ValueError, match="compute_dtype"):
+        jn.fit(net, params, X, Y, steps=5, learning_rate=0.1, compute_dtype=jnp.int32)
+
+
+def test_progress_bar_is_drawn_between_chunks(toy, capsys):
+    net, params, X, Y = toy
+    jn.fit(net, params, X, Y, steps=60, learning_rate=0.1, progress=True, chunk=20)
+    err = capsys.readouterr().err
+    assert "60/60" in err or "step" in err
