@@ -158,6 +158,24 @@ def _directional_values(f, theta, steps, idx):
     return np.stack(out)
 
 
+def _kinks(f, theta, f0, idx, fwd, bwd, eps):
+    """Which entries sit at a kink: their one-sided slopes differ by more than round-off
+    (~ε|J|/eps) and by more than `KINK_ASYMMETRY` of the slope, unless the difference halves
+    with the step, as curvature's (≈ eps·f'') does.  (At a kink it stays put; near one, where
+    only the larger step crosses it, it jumps.)"""
+    asym = np.abs(fwd - bwd)
+    roundoff = 100 * np.finfo(np.float64).eps * max(1.0, abs(f0)) / eps
+    suspect = asym > np.maximum(KINK_ASYMMETRY * np.maximum(np.abs(fwd), np.abs(bwd)), roundoff)
+    if not suspect.any():
+        return suspect
+    half = eps / 2
+    plus, minus = _directional_values(f, theta, (half, -half), idx[suspect])
+    asym_half = np.abs((plus - f0) / half - (f0 - minus) / half)
+    ratio = asym_half / asym[suspect]
+    suspect[suspect] = (ratio < 0.35) | (ratio > 0.65)
+    return suspect
+
+
 def _check_structure(manual, auto):
     sm, sa = jax.tree.structure(manual), jax.tree.structure(auto)
     if sm != sa:
@@ -226,10 +244,8 @@ def check_grad(loss_fn, grad_fn, params, *args, eps: float = EPS, tol_manual: fl
         fd = np.full_like(g_auto, np.nan)
         lo, hi = np.full_like(g_auto, np.nan), np.full_like(g_auto, np.nan)
         fd[idx_all], lo[idx_all], hi[idx_all] = central, np.minimum(fwd, bwd), np.maximum(fwd, bwd)
-        asym = np.abs(fwd - bwd)
         at_kink = np.zeros(g_auto.shape, bool)
-        at_kink[idx_all] = asym > KINK_ASYMMETRY * np.maximum(np.maximum(np.abs(fwd), np.abs(bwd)),
-                                                              1e-8)
+        at_kink[idx_all] = _kinks(f, theta, f0, idx_all, fwd, bwd, eps)
         slack = tol_fd * scale + 1e-7 * max(1.0, abs(f0))
 
         leaves = []
