@@ -16,7 +16,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from . import activations, losses
-from .network import MLP, forward_cache, per_example_loss
+from .network import MLP, SMALL_DOT, forward_cache, matmul, per_example_loss
 
 
 def output_dZ(net: MLP, Z_L, A_L, Y, *, shortcut: bool = True):
@@ -31,9 +31,12 @@ def output_dZ(net: MLP, Z_L, A_L, Y, *, shortcut: bool = True):
 def linear_backward(dZ, A_prev, W):
     """`dW`, `db`, `dA_prev` of one layer from its `dZ` `(n_l, m)` and cached `A_prev`."""
     m = A_prev.shape[1]
-    dW = (1.0 / m) * (dZ @ A_prev.T)
+    if W.size <= SMALL_DOT:  # a tiny dW: one fused multiply-reduce over the m columns
+        dW = (1.0 / m) * jnp.sum(dZ[:, None, :] * A_prev[None, :, :], axis=2)
+    else:
+        dW = (1.0 / m) * (dZ @ A_prev.T)
     db = (1.0 / m) * jnp.sum(dZ, axis=1, keepdims=True)
-    dA_prev = W.T @ dZ
+    dA_prev = matmul(W.T, dZ)
     assert dW.shape == W.shape, (dW.shape, W.shape)
     assert db.shape == (W.shape[0], 1), db.shape
     assert dA_prev.shape == A_prev.shape, (dA_prev.shape, A_prev.shape)

@@ -164,6 +164,41 @@ def _step(cfg: _Config, tx, params, opt_state, prev_cost, step, key, tol, param_
     return new_params, opt_state, J.astype(dtype), acc, vc, va, status.astype(jnp.int32)
 
 
+UNROLL = 64  # steps per while-loop iteration on the fast path of `_loop`
+UNROLL_INNER = 1  # of which unrolled inside the block's scan
+
+
+def _block(cfg: _Config, tx, st: _State, key, tol, X, Y):
+    """`UNROLL` updates of one model with no per-step selects or history writes.
+
+    Returns `(state, J, accuracy, status)`, the last three of shape `(UNROLL,)`, with `status`
+    computed from the costs as `_step` computes it step by step.
+    """
+    dtype = jax.tree.leaves(st.params)[0].dtype
+    classify = is_classifier(cfg.net)
+
+    # A scan of its own: its carry is small, so XLA runs it as a tight sequential loop, apart
+    # from the outer loop that carries the (large) history buffers.
+    def one(carry, j):
+        params, opt_state, _ = carry
+        Xb, Yb = _batch(cfg, key, st.step + j, X, Y)
+        J, A_L, grads = _cost_and_grads(cfg, params, Xb, Yb)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        acc = accuracy_from_output(cfg.net, A_L, Yb) if classify else jnp.nan
+        return (optax.apply_updates(params, updates), opt_state, params), \
+            (J.astype(dtype), jnp.asarray(acc, dtype))
+
+    (params, opt_state, prev), (J, acc) = jax.lax.scan(
+        one, (st.params, st.opt_state, st.params), jnp.arange(UNROLL), unroll=UNROLL_INNER)
+    status = jnp.where(jnp.isfinite(J), 0, 4)
+    if cfg.use_tol:
+        prev_J = jnp.concatenate([st.prev_cost[None], J[:-1]])
+        status = jnp.where((status == 0) & (jnp.abs(J - prev_J) < tol), 2, status)
+    new = st._replace(params=params, prev_params=prev, opt_state=opt_state,
+                      step=st.step + UNROLL, prev_cost=J[-1])
+    return new, J, acc.astype(dtype), status.astype(jnp.int32)
+
+
 def _loop(cfg: _Config, tx, state: _State, n, tol, param_tol, key, X, Y, X_val, Y_val,
           val_every, *, batched=False):
     """Run up to `n` more steps (n ≤ cfg.chunk); returns the state and this chunk's history.
@@ -204,11 +239,31 @@ def _loop(cfg: _Config, tx, state: _State, n, tol, param_tol, key, X, Y, X_val, 
                     status=jnp.where(active, status, st.status))
         return st, bufs, i + 1
 
+    def block(carry):
+        """UNROLL steps at once, or, if one of them stops training, the same UNROLL steps
+        again one `body` at a time: both compute the same values, so UNROLL changes speed
+        only.  (Per-step work on tiny networks is dominated by XLA's per-operation overhead:
+        this removes the selects, history writes and status checks from all but one step in
+        UNROLL.)"""
+        st, bufs, i = carry
+        new, J, acc, status = _block(cfg, tx, st, key, tol, X, Y)
+        fast = (new, dict(bufs, cost=jax.lax.dynamic_update_slice(bufs["cost"], J, (i,)),
+                          accuracy=jax.lax.dynamic_update_slice(bufs["accuracy"], acc, (i,))),
+                i + UNROLL)
+        exact = lambda c: jax.lax.while_loop(
+            lambda c: (c[2] < i + UNROLL) & (c[0].status == 0), body, c)
+        return jax.lax.cond(jnp.all(status == 0), lambda c: fast, exact, carry)
+
     def cond(carry):
         st, _, i = carry
         return (i < n) & jnp.any(st.status == 0)
 
-    state, bufs, _ = jax.lax.while_loop(cond, body, (state, dict.fromkeys(names, nan),
+    step = body
+    if cfg.chunk >= UNROLL and not (batched or cfg.validate or cfg.use_param_tol):
+        def step(carry):
+            return jax.lax.cond(carry[2] + UNROLL <= n, block, body, carry)
+
+    state, bufs, _ = jax.lax.while_loop(cond, step, (state, dict.fromkeys(names, nan),
                                                       jnp.asarray(0, jnp.int32)))
     return state, bufs
 
