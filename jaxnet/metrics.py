@@ -27,7 +27,10 @@ def labels_from_output(net: MLP, A):
 
 
 def accuracy_from_output(net: MLP, A, Y):
-    """Fraction of correct predictions; `Y` one-hot for softmax, 0/1 for sigmoid outputs."""
+    """Fraction of correct predictions; `Y` one-hot for softmax, 0/1 for sigmoid outputs.
+
+    With several sigmoid units (multi-label) this is the per-label accuracy: the fraction of
+    the `n_y × m` labels predicted correctly."""
     if net.output == "softmax":
         return jnp.mean(jnp.argmax(A, axis=0) == jnp.argmax(Y, axis=0))
     return jnp.mean((A >= 0.5) == (Y >= 0.5))
@@ -39,7 +42,7 @@ def predict(net: MLP, params, X):
 
 
 def accuracy(net: MLP, params, X, Y) -> float:
-    """Fraction of the m examples classified correctly."""
+    """Fraction of the m examples classified correctly (per label for several sigmoid units)."""
     if not is_classifier(net):
         raise ValueError(f"accuracy needs a classifier (a cross-entropy loss), got loss={net.loss!r}")
     X, Y = net._check(params, X, Y)

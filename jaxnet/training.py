@@ -49,6 +49,18 @@ def _named(name: str, learning_rate):
 
 
 _INJECTED: dict[str, optax.GradientTransformation] = {}
+_SCHEDULED: dict = {}  # (name, schedule) -> transformation, so a reused schedule compiles once
+
+
+def _is_number(value) -> bool:
+    """A real scalar: Python, numpy or 0-d JAX; not a bool."""
+    return (not isinstance(value, bool) and np.ndim(value) == 0
+            and np.asarray(value).dtype.kind in "iuf")
+
+
+def _is_count(value, least=1) -> bool:
+    return (not isinstance(value, bool) and isinstance(value, (int, np.integer))
+            and value >= least)
 
 
 def _optimizer(optimizer, learning_rate):
@@ -63,8 +75,14 @@ def _optimizer(optimizer, learning_rate):
                          "optax.GradientTransformation")
     if learning_rate is None:
         raise ValueError("fit needs learning_rate (the document's α), e.g. learning_rate=0.1")
-    if callable(learning_rate):  # an optax schedule: a new transformation each call
-        return _named(optimizer, None)(learning_rate), None
+    if callable(learning_rate):  # an optax schedule: one transformation per schedule object
+        key = (optimizer, learning_rate)
+        if key not in _SCHEDULED:
+            _SCHEDULED[key] = _named(optimizer, None)(learning_rate)
+        return _SCHEDULED[key], None
+    if not _is_number(learning_rate):
+        raise ValueError(f"learning_rate must be a finite number > 0 or an optax schedule, got "
+                         f"{learning_rate!r}")
     lr = float(learning_rate)
     if not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"learning_rate must be a finite number > 0, got {learning_rate!r}")
@@ -339,8 +357,23 @@ def fit(net: MLP, params, X, Y, *, steps: int, learning_rate=None, optimizer="sg
 
 
 def check_options(m, *, steps, gradients, on_divergence, batch_size, key, tol, param_tol,
-                  compute_dtype):
+                  compute_dtype, val_every=None, chunk=CHUNK, validation=None, mesh=None):
     """Raise a ValueError for any option of `fit` that is out of range."""
+    if val_every is not None and not _is_count(val_every):
+        raise ValueError(f"val_every must be an int >= 1 or None, got {val_every!r}")
+    if not _is_count(chunk):
+        raise ValueError(f"chunk must be an int >= 1, got {chunk!r}")
+    if validation is not None and not (isinstance(validation, (tuple, list))
+                                       and len(validation) == 2):
+        raise ValueError("validation must be a pair (X_val, Y_val), got "
+                         f"{type(validation).__name__}")
+    if mesh is not None and not isinstance(mesh, jax.sharding.Mesh):
+        raise ValueError(f"mesh must be a jax.sharding.Mesh (e.g. jaxnet.data_mesh()), got "
+                         f"{type(mesh).__name__}")
+    if key is not None and not (hasattr(key, "dtype")
+                                and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)):
+        raise ValueError("key must be a typed PRNG key from jax.random.key(seed) (or "
+                         f"jax.random.split of one), got {key!r}")
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"steps must be an int >= 1, got {steps!r}")
     if gradients not in GRADIENTS:
@@ -354,9 +387,13 @@ def check_options(m, *, steps, gradients, on_divergence, batch_size, key, tol, p
         if key is None:
             raise ValueError("minibatches are shuffled from an explicit key: pass key=jax.random.key(0)")
     for name, value in (("tol", tol), ("param_tol", param_tol)):
-        if value is not None and not (isinstance(value, (int, float)) and value >= 0):
+        if value is not None and not (_is_number(value) and float(value) >= 0):
             raise ValueError(f"{name} must be a number >= 0 or None, got {value!r}")
-    if compute_dtype is not None and not jnp.issubdtype(jnp.dtype(compute_dtype), jnp.floating):
+    try:
+        floating = compute_dtype is None or jnp.issubdtype(jnp.dtype(compute_dtype), jnp.floating)
+    except TypeError:
+        floating = False
+    if not floating:
         raise ValueError(f"compute_dtype must be a floating dtype such as jnp.bfloat16, got "
                          f"{compute_dtype!r}")
 
@@ -377,7 +414,7 @@ def place(mesh, X, Y, tree, *, batch_size=None):
                          f"'data' axis; use a multiple of {n} (e.g. {m - m % n})")
     if batch_size is not None and batch_size % n:
         raise ValueError(f"batch_size = {batch_size} does not split over the {n} devices of the "
-                         "'data' axis; use a multiple of {n}")
+                         f"'data' axis; use a multiple of {n}")
     data, replicated = NamedSharding(mesh, P(None, "data")), NamedSharding(mesh, P())
     return (jax.device_put(X, data), jax.device_put(Y, data),
             jax.device_put(tree, replicated))
@@ -391,14 +428,17 @@ def train(net, params, X, Y, *, tx, lr, K, steps, gradients, batch_size, key, to
     m = X.shape[1]
     check_options(m, steps=steps, gradients=gradients, on_divergence=on_divergence,
                   batch_size=batch_size, key=key, tol=tol, param_tol=param_tol,
-                  compute_dtype=compute_dtype)
+                  compute_dtype=compute_dtype, val_every=val_every, chunk=chunk,
+                  validation=validation, mesh=mesh)
+    tol = None if tol is None else float(tol)
+    param_tol = None if param_tol is None else float(param_tol)
     if validation is not None:
         X_val, Y_val = validation
         X_val = v.check_X(net, X_val).astype(dtype)
         Y_val = v.check_Y(net, Y_val, X_val.shape[1]).astype(dtype)
     else:
         X_val, Y_val = X[:, :1], Y[:, :1]  # unused placeholders of fixed shape
-    val_every = val_every or max(1, steps // 100)
+    val_every = int(val_every) if val_every is not None else max(1, steps // 100)
 
     batched = K is not None
     opt_state = jax.vmap(tx.init)(params) if batched else tx.init(params)
@@ -455,7 +495,7 @@ def _finish(net, state, pieces, X, Y, *, lr, batched, val_every, validate, on_di
     status = np.asarray(state.status).copy()
     final = np.asarray(J(state.params))
     # The very last update may overflow without a step left to see it: same treatment.
-    status[(status == 0) & ~np.isfinite(final)] = 4
+    status[(status != 4) & ~np.isfinite(final)] = 4
     diverged = status == 4
     pick = lambda new, old: jnp.where(diverged.reshape(diverged.shape + (1,) * (new.ndim
                                                                              - diverged.ndim)),
@@ -490,5 +530,5 @@ def _finish(net, state, pieces, X, Y, *, lr, batched, val_every, validate, on_di
             err = DivergenceError(msg)
             err.params, err.history = out, history
             raise err
-        warnings.warn(msg, DivergenceWarning, stacklevel=3)
+        warnings.warn(msg, DivergenceWarning, stacklevel=4)
     return out, history

@@ -52,6 +52,17 @@ def check_params(net, params) -> None:
         if not isinstance(layer, dict) or set(layer) != {"W", "b"}:
             got = sorted(layer) if isinstance(layer, dict) else type(layer).__name__
             raise ValueError(f"layer {l} of params must be a dict with keys 'W' and 'b', got {got}")
+        for name in ("W", "b"):
+            leaf = layer[name]
+            if not hasattr(leaf, "shape") or not hasattr(leaf, "dtype"):
+                raise TypeError(f"{name}^[{l}] must be an array (jax or numpy), got "
+                                f"{type(leaf).__name__}")
+            if not jnp.issubdtype(leaf.dtype, jnp.floating):
+                raise TypeError(f"{name}^[{l}] must hold floating values, got dtype {leaf.dtype}")
+            values = concrete(leaf)
+            if values is not None and not np.all(np.isfinite(values)):
+                raise ValueError(f"{name}^[{l}] holds {int(np.size(values) - np.isfinite(values).sum())}"
+                                 " non-finite values")
         want_W = (net.sizes[l], net.sizes[l - 1])
         want_b = (net.sizes[l], 1)
         if jnp.shape(layer["W"]) != want_W:

@@ -149,6 +149,13 @@ def test_params_that_do_not_fit(setup):
         net.forward([params[0], {"w": 1}], X)
     with pytest.raises(TypeError, match="list"):
         net.forward({"W": 1}, X)
+    with pytest.raises(TypeError, match=r"W\^\[1\] must be an array"):
+        net.forward([{"W": [[0.1] * 3] * 4, "b": params[0]["b"]}, params[1]], X)
+    with pytest.raises(TypeError, match="floating"):
+        net.forward([{"W": jnp.ones((4, 3), jnp.int32), "b": params[0]["b"]}, params[1]], X)
+    with pytest.raises(ValueError, match=r"W\^\[1\] holds 1 non-finite"):
+        net.forward([{"W": params[0]["W"].at[0, 0].set(jnp.nan), "b": params[0]["b"]},
+                     params[1]], X)
 
 
 def test_shape_checks_happen_at_trace_time(setup):

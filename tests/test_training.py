@@ -148,11 +148,36 @@ def test_chunks_give_the_same_result_as_one_call(toy):
     ({"steps": 10, "learning_rate": 0.1, "batch_size": 8}, "explicit key"),
     ({"steps": 10, "learning_rate": 0.1, "tol": -1}, "tol must be"),
     ({"steps": 10, "learning_rate": 0.1, "on_divergence": "ignore"}, "on_divergence"),
+    ({"steps": 10, "learning_rate": 0.1, "val_every": 2.5}, "val_every must be an int"),
+    ({"steps": 10, "learning_rate": 0.1, "val_every": 0}, "val_every must be an int"),
+    ({"steps": 10, "learning_rate": 0.1, "chunk": 0}, "chunk must be an int"),
+    ({"steps": 10, "learning_rate": [0.1, 0.2]}, "learning_rate must be a finite number"),
+    ({"steps": 10, "learning_rate": 0.1, "compute_dtype": "foo"}, "compute_dtype"),
+    ({"steps": 10, "learning_rate": 0.1, "mesh": 1}, "mesh must be a jax.sharding.Mesh"),
+    ({"steps": 10, "learning_rate": 0.1, "batch_size": 8, "key": 0}, "typed PRNG key"),
 ])
 def test_bad_arguments(toy, kwargs, match):
     net, params, X, Y = toy
     with pytest.raises(ValueError, match=match):
         jn.fit(net, params, X, Y, progress=False, **kwargs)
+
+
+def test_numpy_scalars_and_reused_schedules(toy):
+    net, params, X, Y = toy
+    _, h = jn.fit(net, params, X, Y, steps=5000, learning_rate=np.float32(0.5),
+                  tol=np.float32(1e-6), progress=False)
+    assert h["stopped"] == "converged_cost"
+    sched = optax.linear_schedule(0.1, 0.01, 100)
+    jn.fit(net, params, X, Y, steps=100, learning_rate=sched, progress=False)
+    before = training.TRACE_COUNT[0]
+    jn.fit(net, params, X, Y, steps=100, learning_rate=sched, progress=False)
+    assert training.TRACE_COUNT[0] == before
+
+
+def test_bad_validation_argument(toy):
+    net, params, X, Y = toy
+    with pytest.raises(ValueError, match=r"pair \(X_val, Y_val\)"):
+        jn.fit(net, params, X, Y, steps=5, learning_rate=0.1, validation=X)
 
 
 def test_bad_data_is_rejected_before_training(toy):
