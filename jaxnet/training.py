@@ -374,15 +374,14 @@ def check_options(m, *, steps, gradients, on_divergence, batch_size, key, tol, p
                                 and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)):
         raise ValueError("key must be a typed PRNG key from jax.random.key(seed) (or "
                          f"jax.random.split of one), got {key!r}")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+    if not _is_count(steps):
         raise ValueError(f"steps must be an int >= 1, got {steps!r}")
     if gradients not in GRADIENTS:
         raise ValueError(f"gradients must be one of {list(GRADIENTS)}, got {gradients!r}")
     if on_divergence not in ("warn", "raise"):
         raise ValueError(f"on_divergence must be 'warn' or 'raise', got {on_divergence!r}")
     if batch_size is not None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-                or not 1 <= batch_size <= m:
+        if not _is_count(batch_size) or batch_size > m:
             raise ValueError(f"batch_size must be an int in [1, m={m}] or None, got {batch_size!r}")
         if key is None:
             raise ValueError("minibatches are shuffled from an explicit key: pass key=jax.random.key(0)")
