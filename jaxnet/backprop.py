@@ -13,10 +13,9 @@ No JAX autodiff is used here; the tests compare every leaf with `jax.grad(net.co
 
 from __future__ import annotations
 
-import jax.numpy as jnp
-
 from . import activations, losses
-from .network import MLP, SMALL_DOT, forward_cache, matmul, per_example_loss
+from .layers import dense
+from .network import MLP, forward_cache
 
 
 def output_dZ(net: MLP, Z_L, A_L, Y, *, shortcut: bool = True):
@@ -29,18 +28,12 @@ def output_dZ(net: MLP, Z_L, A_L, Y, *, shortcut: bool = True):
 
 
 def linear_backward(dZ, A_prev, W):
-    """`dW`, `db`, `dA_prev` of one layer from its `dZ` `(n_l, m)` and cached `A_prev`."""
+    """`dW`, `db`, `dA_prev` of one layer from its `dZ` `(n_l, m)` and cached `A_prev`:
+    the dense layer's vector-Jacobian product with the document's `1/m` on `dW` and `db`."""
     m = A_prev.shape[1]
-    if W.size <= SMALL_DOT:  # a tiny dW: one fused multiply-reduce over the m columns
-        dW = (1.0 / m) * jnp.sum(dZ[:, None, :] * A_prev[None, :, :], axis=2)
-    else:
-        dW = (1.0 / m) * (dZ @ A_prev.T)
-    db = (1.0 / m) * jnp.sum(dZ, axis=1, keepdims=True)
-    dA_prev = matmul(W.T, dZ)
-    assert dW.shape == W.shape, (dW.shape, W.shape)
-    assert db.shape == (W.shape[0], 1), db.shape
+    dW, db, dA_prev = dense.linear_backward(dZ, A_prev, W)
     assert dA_prev.shape == A_prev.shape, (dA_prev.shape, A_prev.shape)
-    return dW, db, dA_prev
+    return (1.0 / m) * dW, (1.0 / m) * db, dA_prev
 
 
 def activation_backward(dA, Z, A, activation: str):
@@ -52,13 +45,6 @@ def backprop(net: MLP, params, X, Y, *, shortcut: bool = True) -> list[dict]:
     """Gradients of `J` with respect to every `W^[l]`, `b^[l]`, the same tree as `params`."""
     A_L, cache = forward_cache(net, params, X)
     return backward(net, params, cache, Y, shortcut=shortcut)
-
-
-def cost_and_backprop(net: MLP, params, X, Y):
-    """`(J, A^[L], grads)` from one forward pass: what a training step needs."""
-    A_L, cache = forward_cache(net, params, X)
-    J = jnp.mean(per_example_loss(net, cache[-1]["Z"], A_L, Y))
-    return J, A_L, backward(net, params, cache, Y)
 
 
 def backward(net: MLP, params, cache, Y, *, shortcut: bool = True) -> list[dict]:

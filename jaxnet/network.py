@@ -16,6 +16,7 @@ import jax.numpy as jnp
 
 from . import activations, initializers, losses
 from . import validation as v
+from .layers.dense import linear_forward
 
 
 @dataclass(frozen=True)
@@ -162,25 +163,9 @@ def Perceptron(n_x: int, task: str = "classification") -> MLP:
 
 
 # --- the pure functions behind the methods (no checks: for use inside compiled loops) -------
-SMALL_DOT = 8  # contraction lengths up to this are written as fused multiply-adds
-
-
-def matmul(W, A):
-    """`W @ A`; for a short contraction (a layer fed by at most SMALL_DOT units) the same sum of
-    products written out, which XLA fuses with the elementwise work around it: on tiny
-    networks every separate dot kernel costs more than its arithmetic."""
-    n = W.shape[1]
-    if n > SMALL_DOT:
-        return W @ A
-    Z = W[:, :1] * A[:1]
-    for k in range(1, n):
-        Z = Z + W[:, k:k + 1] * A[k:k + 1]
-    return Z
-
-
 def layer_forward(W, b, A_prev, activation: str):
     """`Z = W A_prev + b`, `A = g(Z)`; `A_prev` `(n_prev, m)` -> `Z`, `A` `(n_l, m)`."""
-    Z = matmul(W, A_prev) + b
+    Z = linear_forward(W, b, A_prev)
     return Z, activations.get(activation).forward(Z)
 
 

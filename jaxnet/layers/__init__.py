@@ -1,0 +1,8 @@
+"""Layers: each family in its own module, each forward beside its hand-written backward.
+
+See `jaxnet.layers.base` for the protocol (`init`, `forward`, `backward`).
+"""
+
+from .base import activation_backward as activation_backward
+from .base import activation_forward as activation_forward
+from .dense import Dense as Dense
