@@ -11,6 +11,7 @@ from . import activations as activations
 from . import data as data
 from . import formulas as formulas
 from . import initializers as initializers
+from . import layers as layers
 from . import losses as losses
 from .checkpoint import Checkpoint as Checkpoint
 from .checkpoint import CheckpointError as CheckpointError
@@ -23,6 +24,7 @@ from .gradcheck import TaylorResult as TaylorResult
 from .gradcheck import check_grad as check_grad
 from .gradcheck import check_gradients as check_gradients
 from .gradcheck import taylor_test as taylor_test
+from .layers import Dense as Dense
 from .metrics import accuracy as accuracy
 from .metrics import mse as mse
 from .metrics import predict as predict
@@ -36,12 +38,16 @@ from .parallel import fit_many as fit_many
 from .perceptron_rule import PerceptronResult as PerceptronResult
 from .perceptron_rule import perceptron_learning as perceptron_learning
 from .perceptron_rule import predict_perceptron as predict_perceptron
+from .sequential import Sequential as Sequential
 from .training import DivergenceError as DivergenceError
 from .training import DivergenceWarning as DivergenceWarning
 from .training import fit as fit
 
 __all__ = [
     "MLP",
+    "Sequential",
+    "Dense",
+    "layers",
     "ModeReport",
     "check_execution_modes",
     "data_mesh",

@@ -1,8 +1,10 @@
 """Checkpoints: a network, its parameters and (optionally) its training history in one file.
 
 The file is an uncompressed `.npz` (a zip of `.npy` arrays, readable with ``allow_pickle=False``):
-arrays ``W1, b1, ..., WL, bL`` and ``history_0, ...``, plus ``__jaxnet__``, a UTF-8 JSON
-document (as ``uint8``) with the format name and version, the architecture, dtype and shapes.
+arrays ``W1, b1, ..., WL, bL`` for an `MLP` (``p1.W, p1.b, p2.gamma, ...``: layer number and
+parameter name, for a `Sequential`) and ``history_0, ...``, plus ``__jaxnet__``, a UTF-8 JSON
+document (as ``uint8``) with the format name and version, the architecture (for a `Sequential`:
+the input shape, the loss, and every layer's type and options), dtype and shapes.
 
 Saving is atomic (temporary file, fsync, `os.replace`), so a crash never leaves a half-written
 checkpoint where a good one was.  Loading checks the zip CRCs, the metadata, and every array
@@ -26,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .network import MLP
-from .validation import check_params
+from .sequential import Sequential
 
 FORMAT = "jaxnet.checkpoint"
 FORMAT_VERSION = 1
@@ -41,20 +43,20 @@ class CheckpointError(ValueError):
 class Checkpoint(NamedTuple):
     """What `load_checkpoint` returns."""
 
-    net: MLP
+    net: MLP | Sequential
     params: list[dict]
     history: dict | None
     metadata: dict
 
 
 # --- saving ------------------------------------------------------------------------------------
-def save(path, net: MLP, params, *, history: dict | None = None) -> Path:
+def save(path, net, params, *, history: dict | None = None) -> Path:
     """Write `net`, `params` (and `history`) to exactly `path`, atomically.
 
     Arguments:
         path: the target file; missing parent directories are created, no suffix is added.
-        net: the architecture.
-        params: `[{"W": (n^[l], n^[l-1]), "b": (n^[l], 1)}, ...]`, finite, one float dtype.
+        net: the architecture, an `MLP` or a `Sequential`.
+        params: its parameters (one dict per layer), finite, one float dtype.
         history: optional `{name: value}`; arrays and lists are stored as arrays, Python
             scalars, strings and None as JSON.
 
@@ -72,8 +74,7 @@ def save(path, net: MLP, params, *, history: dict | None = None) -> Path:
     meta = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "jaxnet_version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        "architecture": {"sizes": list(net.sizes), "hidden": list(net.hidden),
-                         "output": net.output, "loss": net.loss},
+        "architecture": _architecture(net),
         "dtype": dtype, "shapes": shapes, "history": history_meta,
     }
     blob = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
@@ -82,12 +83,28 @@ def save(path, net: MLP, params, *, history: dict | None = None) -> Path:
     return path
 
 
-def _encode_params(net: MLP, params):
+def _architecture(net) -> dict:
+    if isinstance(net, MLP):
+        # No "kind" key: an MLP's metadata stays as format 1 wrote it (its absence means MLP).
+        return {"sizes": list(net.sizes), "hidden": list(net.hidden),
+                "output": net.output, "loss": net.loss}
+    if isinstance(net, Sequential):
+        return {"kind": "Sequential", **net.to_config()}
+    raise TypeError(f"save needs an MLP or a Sequential, got {type(net).__name__}")
+
+
+def _array_name(net, l: int, name: str) -> str:
+    """The archive's name of parameter `name` of layer `l` (1-based)."""
+    return f"{name}{l}" if isinstance(net, MLP) else f"p{l}.{name}"
+
+
+def _encode_params(net, params):
     """`({"W1": ndarray, ...}, {"W1": [n_1, n_0], ...}, dtype name)`, or ValueError."""
-    check_params(net, params)
+    _architecture(net)
+    net._check_params(params)
     arrays = {}
     for l, layer in enumerate(params, start=1):
-        for name in ("W", "b"):
+        for name in layer:
             a = np.asarray(layer[name])
             if a.dtype.name not in DTYPES:
                 raise ValueError(f"{name}^[{l}] has dtype {a.dtype}; checkpoints hold {DTYPES}")
@@ -95,7 +112,7 @@ def _encode_params(net: MLP, params):
             if bad:
                 raise ValueError(f"{name}^[{l}] holds {bad} non-finite values (NaN/inf); "
                                  "refusing to save a broken checkpoint")
-            arrays[f"{name}{l}"] = a
+            arrays[_array_name(net, l, name)] = a
     dtypes = sorted({a.dtype.name for a in arrays.values()})
     if len(dtypes) != 1:
         raise ValueError(f"params mix dtypes {dtypes}; cast them to one dtype before saving")
@@ -152,16 +169,18 @@ def _file_mode(path: Path) -> int:
 
 
 # --- loading -----------------------------------------------------------------------------------
-def load(path):
+def load(path, *, kind=None):
     """`(net, params)` from a checkpoint written by `save` (see `load_checkpoint`)."""
-    return load_checkpoint(path)[:2]
+    return load_checkpoint(path, kind=kind)[:2]
 
 
-def load_checkpoint(path) -> Checkpoint:
+def load_checkpoint(path, *, kind=None) -> Checkpoint:
     """Read a checkpoint: the network, the parameters, the history and the metadata.
 
     Arguments:
         path: a file written by `save`.
+        kind: optionally the kind of network expected, ``"MLP"`` or ``"Sequential"`` (or the
+            class); a checkpoint of another kind is a `CheckpointError`.
 
     Returns:
         `Checkpoint(net, params, history, metadata)`; `params` are `jnp` arrays of the stored
@@ -176,7 +195,7 @@ def load_checkpoint(path) -> Checkpoint:
         raise FileNotFoundError(errno.ENOENT, "no checkpoint at this path", str(path))
     arrays = _read_arrays(path)
     meta = _read_metadata(path, arrays)
-    net = _rebuild_net(path, meta)
+    net = _rebuild_net(path, meta, kind)
     params = _rebuild_params(path, net, meta, arrays)
     history = _rebuild_history(path, meta, arrays)
     return Checkpoint(net, params, history, meta)
@@ -226,10 +245,18 @@ def _read_metadata(path: Path, arrays: dict) -> dict:
     return meta
 
 
-def _rebuild_net(path: Path, meta: dict) -> MLP:
-    """The `MLP` the metadata describes."""
+def _rebuild_net(path: Path, meta: dict, kind=None):
+    """The `MLP` or `Sequential` the metadata describes."""
+    arch = meta.get("architecture")
+    stored = arch.get("kind", "MLP") if isinstance(arch, dict) else None  # v1 files: MLP
+    want = getattr(kind, "__name__", kind)
+    if want is not None and want not in ("MLP", "Sequential"):
+        raise ValueError(f"kind must be 'MLP', 'Sequential' or None, got {kind!r}")
+    if want is not None and stored != want:
+        raise CheckpointError(f"{path} holds a {stored} checkpoint, not the {want} expected")
     try:
-        arch = meta["architecture"]
+        if stored == "Sequential":
+            return Sequential.from_config(arch)
         return MLP(sizes=tuple(arch["sizes"]), hidden=tuple(arch["hidden"]),
                    output=arch["output"], loss=arch["loss"])
     except (KeyError, TypeError, ValueError) as err:
@@ -247,21 +274,25 @@ def _rebuild_params(path: Path, net: MLP, meta: dict, arrays: dict) -> list[dict
                          "`with jax.enable_x64(True):`")
     params = []
     for l in range(1, net.L + 1):
-        shapes = {"W": (net.sizes[l], net.sizes[l - 1]), "b": (net.sizes[l], 1)}
-        params.append({name: jnp.asarray(_stored_array(path, net, arrays, f"{name}{l}", shape,
-                                                       dtype))
+        if isinstance(net, MLP):
+            shapes = {"W": (net.sizes[l], net.sizes[l - 1]), "b": (net.sizes[l], 1)}
+        else:
+            shapes = {name: shape for name, (shape, _) in net._spec()[l - 1][0].items()}
+        params.append({name: jnp.asarray(_stored_array(path, net, arrays,
+                                                       _array_name(net, l, name), shape, dtype))
                        for name, shape in shapes.items()})
     return params
 
 
-def _stored_array(path: Path, net: MLP, arrays: dict, key: str, shape, dtype: str):
+def _stored_array(path: Path, net, arrays: dict, key: str, shape, dtype: str):
     """`arrays[key]` once it is present, of `shape` and `dtype`, and finite."""
     if key not in arrays:
         raise CheckpointError(f"{path}: missing array {key!r} (the network has {net.L} layers)")
     a = arrays[key]
     if a.shape != shape:
+        what = f"sizes={net.sizes}" if isinstance(net, MLP) else "of layers"
         raise CheckpointError(f"{path}: array {key!r} has shape {a.shape} but the stored "
-                              f"architecture sizes={net.sizes} needs {shape}")
+                              f"architecture {what} needs {shape}")
     if a.dtype.name != dtype:
         raise CheckpointError(f"{path}: array {key!r} has dtype {a.dtype}, metadata says {dtype}")
     if not np.all(np.isfinite(a)):

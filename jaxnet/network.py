@@ -149,6 +149,54 @@ class MLP:
         X = v.check_X(self, X)
         return X, v.check_Y(self, Y, X.shape[1])
 
+    # --- the network protocol shared with `Sequential` (what fit, the checker and checkpoints
+    # call): pure functions without checks, for compiled loops --------------------------------
+    @property
+    def input_shape(self) -> tuple:
+        return (self.sizes[0],)
+
+    @property
+    def output_shape(self) -> tuple:
+        return (self.sizes[-1],)
+
+    def _check_params(self, params):
+        v.check_params(self, params)
+
+    def _check_X(self, X):
+        return v.check_X(self, X)
+
+    def _check_Y(self, Y, m):
+        return v.check_Y(self, Y, m)
+
+    def _forward(self, params, X):
+        """`(Z^[L], A^[L], cache)`."""
+        A, cache = forward_cache(self, params, X)
+        return cache[-1]["Z"], A, cache
+
+    def _loss(self, Z, A, Y):
+        return jnp.mean(per_example_loss(self, Z, A, Y))
+
+    def _cost(self, params, X, Y):
+        return cost(self, params, X, Y)
+
+    def _backward(self, params, cache, Z, A, Y, *, shortcut=True):
+        from .backprop import backward
+
+        return backward(self, params, cache, Y, shortcut=shortcut)
+
+    def _backprop(self, params, X, Y, *, shortcut=True):
+        from .backprop import backprop
+
+        return backprop(self, params, X, Y, shortcut=shortcut)
+
+    def _cost_and_grads(self, params, X, Y):
+        Z, A, cache = self._forward(params, X)
+        return self._loss(Z, A, Y), A, self._backward(params, cache, Z, A, Y)
+
+    def n_params(self) -> int:
+        """Number of parameters."""
+        return sum(n * (p + 1) for p, n in zip(self.sizes[:-1], self.sizes[1:]))
+
 
 def Perceptron(n_x: int, task: str = "classification") -> MLP:
     """The document's perceptron: one layer, `ŷ = g(w·x + b)`.

@@ -18,9 +18,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import validation as v
-from .backprop import backprop
-from .network import MLP, cost
 from .training import CHUNK, _optimizer, place, train
 
 
@@ -48,7 +45,7 @@ def _learning_rates(learning_rate, K):
     return lr, True
 
 
-def fit_many(net: MLP, params_batch, X, Y, *, steps: int, learning_rate=None, optimizer="sgd",
+def fit_many(net, params_batch, X, Y, *, steps: int, learning_rate=None, optimizer="sgd",
              gradients: str = "autodiff", batch_size: int | None = None, key=None,
              tol: float | None = None, param_tol: float | None = None, validation=None,
              val_every: int | None = None, on_divergence: str = "warn",
@@ -69,9 +66,9 @@ def fit_many(net: MLP, params_batch, X, Y, *, steps: int, learning_rate=None, op
         Model k's result equals ``fit`` on model k alone, to float tolerance.
     """
     K = _batch_size_of(params_batch)
-    v.check_params(net, _member(params_batch))
-    X = v.check_X(net, X)
-    Y = v.check_Y(net, Y, X.shape[1])
+    net._check_params(_member(params_batch))
+    X = net._check_X(X)
+    Y = net._check_Y(Y, X.shape[-1])
     lr, per_model = _learning_rates(learning_rate, K)
     tx, scalar_lr = _optimizer(optimizer, 1.0 if per_model else lr)
     return train(net, params_batch, X, Y, tx=tx, lr=lr if per_model else scalar_lr, K=K,
@@ -117,7 +114,7 @@ def _rel(tree, ref) -> float:
     return max(errs)
 
 
-def check_execution_modes(net: MLP, params, X, Y, *, mesh=None, K: int = 4, member: int = 1,
+def check_execution_modes(net, params, X, Y, *, mesh=None, K: int = 4, member: int = 1,
                           tol: float = 1e-10, key=None) -> ModeReport:
     """Prove the gradient is the same eagerly, under `jit`, in a `vmap`, and sharded.
 
@@ -132,10 +129,13 @@ def check_execution_modes(net: MLP, params, X, Y, *, mesh=None, K: int = 4, memb
     """
     net._check(params, X, Y)
     with jax.enable_x64(True):
-        to64 = lambda t: jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), t)
-        p, X, Y = to64(params), jnp.asarray(X, jnp.float64), jnp.asarray(Y, jnp.float64)
-        manual = lambda p, X, Y: backprop(net, p, X, Y)
-        auto = jax.grad(lambda p, X, Y: cost(net, p, X, Y))
+        to64 = lambda t: jax.tree.map(
+            lambda a: jnp.asarray(a, jnp.float64) if jnp.issubdtype(jnp.asarray(a).dtype,
+                                                                    jnp.floating)
+            else jnp.asarray(a), t)
+        p, X, Y = to64(params), to64(X), to64(Y)
+        manual = lambda p, X, Y: net._backprop(p, X, Y)
+        auto = jax.grad(lambda p, X, Y: net._cost(p, X, Y))
         with jax.disable_jit():
             ref = manual(p, X, Y)
             rows = [("eager", 0.0, _rel(auto(p, X, Y), ref))]

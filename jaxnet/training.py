@@ -20,10 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from . import validation as v
-from .backprop import backward
 from .metrics import accuracy_from_output, is_classifier
-from .network import MLP, cost, forward_cache, per_example_loss
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "rmsprop", "adagrad")
 GRADIENTS = ("autodiff", "manual")
@@ -92,7 +89,7 @@ def _optimizer(optimizer, learning_rate):
 
 
 class _Config(NamedTuple):
-    net: MLP
+    net: object  # an MLP or a Sequential: anything with the network protocol
     gradients: str
     batch_size: int | None
     chunk: int
@@ -111,46 +108,52 @@ class _State(NamedTuple):
     status: jax.Array
 
 
+def _floating(x) -> bool:
+    return jnp.issubdtype(x.dtype, jnp.floating)
+
+
 def _cost_and_grads(cfg: _Config, params, X, Y):
-    """`(J, A^[L], grads)`; with a compute dtype the layers run in it, the loss in float32."""
+    """`(J, Ŷ, grads)`; with a compute dtype the layers run in it, the loss in float32."""
     net = cfg.net
     low = cfg.compute_dtype
-    if low is not None:
+    if low is not None and _floating(X):
         X = X.astype(low)
+    cast = (lambda t: t) if low is None else \
+        (lambda t: jax.tree.map(lambda a: a.astype(low), t))
 
-    def loss_from_output(Z_L, A_L):
+    def loss_from_output(Z, A):
         if low is None:
-            return jnp.mean(per_example_loss(net, Z_L, A_L, Y))
-        Z32, A32 = Z_L.astype(jnp.float32), A_L.astype(jnp.float32)
-        return jnp.mean(per_example_loss(net, Z32, A32, Y.astype(jnp.float32)))
+            return net._loss(Z, A, Y)
+        Y32 = Y.astype(jnp.float32) if _floating(Y) else Y
+        return net._loss(Z.astype(jnp.float32), A.astype(jnp.float32), Y32)
 
     if cfg.gradients == "manual":
-        p = params if low is None else jax.tree.map(lambda a: a.astype(low), params)
-        A_L, cache = forward_cache(net, p, X)
-        J = loss_from_output(cache[-1]["Z"], A_L)
-        grads = backward(net, p, cache, Y if low is None else Y.astype(low))
+        p = cast(params)
+        Z, A, cache = net._forward(p, X)
+        J = loss_from_output(Z, A)
+        grads = net._backward(p, cache, Z, A, Y if low is None or not _floating(Y)
+                              else Y.astype(low))
         if low is not None:
             grads = jax.tree.map(lambda g, a: g.astype(a.dtype), grads, params)
-        return J, A_L, grads
+        return J, A, grads
 
     def J(params):
-        p = params if low is None else jax.tree.map(lambda a: a.astype(low), params)
-        A_L, cache = forward_cache(net, p, X)
-        return loss_from_output(cache[-1]["Z"], A_L), A_L
+        Z, A, _ = net._forward(cast(params), X)
+        return loss_from_output(Z, A), A
 
-    (J_value, A_L), grads = jax.value_and_grad(J, has_aux=True)(params)
-    return J_value, A_L, grads
+    (J_value, A), grads = jax.value_and_grad(J, has_aux=True)(params)
+    return J_value, A, grads
 
 
 def _batch(cfg, key, step, X, Y):
     if cfg.batch_size is None:
         return X, Y
-    m = X.shape[1]
+    m = X.shape[-1]
     per_epoch = m // cfg.batch_size
     epoch, j = step // per_epoch, step % per_epoch
     perm = jax.random.permutation(jax.random.fold_in(key, epoch), m)
     idx = jax.lax.dynamic_slice_in_dim(perm, j * cfg.batch_size, cfg.batch_size)
-    return X[:, idx], Y[:, idx]
+    return jnp.take(X, idx, axis=-1), jnp.take(Y, idx, axis=-1)  # examples are the last axis
 
 
 def _step(cfg: _Config, tx, params, opt_state, prev_cost, step, key, tol, param_tol, X, Y,
@@ -173,8 +176,8 @@ def _step(cfg: _Config, tx, params, opt_state, prev_cost, step, key, tol, param_
     vc = va = nan
     if cfg.validate:
         def evaluate(p):
-            A_v, cache = forward_cache(net, p, X_val)
-            J_v = jnp.mean(per_example_loss(net, cache[-1]["Z"], A_v, Y_val)).astype(dtype)
+            Z_v, A_v, _ = net._forward(p, X_val)
+            J_v = net._loss(Z_v, A_v, Y_val).astype(dtype)
             acc_v = accuracy_from_output(net, A_v, Y_val).astype(dtype) \
                 if is_classifier(net) else nan
             return J_v, acc_v
@@ -305,7 +308,7 @@ def _progress(total, enabled):
     return tqdm(total=total, unit="step", delay=0 if enabled else 1.0, leave=False)
 
 
-def fit(net: MLP, params, X, Y, *, steps: int, learning_rate=None, optimizer="sgd",
+def fit(net, params, X, Y, *, steps: int, learning_rate=None, optimizer="sgd",
         gradients: str = "autodiff", batch_size: int | None = None, key=None,
         tol: float | None = None, param_tol: float | None = None, validation=None,
         val_every: int | None = None, on_divergence: str = "warn", progress: bool | None = None,
@@ -313,8 +316,11 @@ def fit(net: MLP, params, X, Y, *, steps: int, learning_rate=None, optimizer="sg
     """Train `params` by gradient descent; return `(params, history)`.
 
     Arguments:
-        net, params: the network and its initial parameters (not modified).
-        X, Y: training data, `(n_x, m)` and `(n_y, m)`; cast to the parameters' dtype.
+        net, params: the network (an `MLP` or a `Sequential`) and its initial parameters
+            (not modified).
+        X, Y: training data, `(n_x, m)` and `(n_y, m)` (for a `Sequential`: its input and
+            output shapes with the examples last, or integer class ids as `Y`); floating data
+            is cast to the parameters' dtype, integer data (token ids, class ids) is kept.
         steps: the most updates to make.
         learning_rate: α (a float > 0) or an optax schedule, for a named `optimizer`.
         optimizer: ``"sgd"`` (the document's θ = θ − α dθ, default), ``"momentum"``,
@@ -407,15 +413,16 @@ def place(mesh, X, Y, tree, *, batch_size=None):
     if "data" not in mesh.axis_names:
         raise ValueError(f"the mesh needs an axis named 'data', got axes {mesh.axis_names}")
     n = mesh.shape["data"]
-    m = X.shape[1]
+    m = X.shape[-1]
     if m % n:
         raise ValueError(f"m = {m} examples do not split evenly over the {n} devices of the "
                          f"'data' axis; use a multiple of {n} (e.g. {m - m % n})")
     if batch_size is not None and batch_size % n:
         raise ValueError(f"batch_size = {batch_size} does not split over the {n} devices of the "
                          f"'data' axis; use a multiple of {n}")
-    data, replicated = NamedSharding(mesh, P(None, "data")), NamedSharding(mesh, P())
-    return (jax.device_put(X, data), jax.device_put(Y, data),
+    last = lambda a: NamedSharding(mesh, P(*([None] * (a.ndim - 1)), "data"))  # examples
+    replicated = NamedSharding(mesh, P())
+    return (jax.device_put(X, last(X)), jax.device_put(Y, last(Y)),
             jax.device_put(tree, replicated))
 
 
@@ -423,8 +430,9 @@ def train(net, params, X, Y, *, tx, lr, K, steps, gradients, batch_size, key, to
           validation, val_every, on_divergence, progress, chunk, compute_dtype, mesh):
     """The host side of `fit` and `fit_many` (K models with a leading axis when K is an int)."""
     dtype = jax.tree.leaves(params)[0].dtype
-    X, Y = X.astype(dtype), Y.astype(dtype)
-    m = X.shape[1]
+    X = X.astype(dtype) if _floating(X) else X
+    Y = Y.astype(dtype) if _floating(Y) else Y
+    m = X.shape[-1]
     check_options(m, steps=steps, gradients=gradients, on_divergence=on_divergence,
                   batch_size=batch_size, key=key, tol=tol, param_tol=param_tol,
                   compute_dtype=compute_dtype, val_every=val_every, chunk=chunk,
@@ -433,10 +441,12 @@ def train(net, params, X, Y, *, tx, lr, K, steps, gradients, batch_size, key, to
     param_tol = None if param_tol is None else float(param_tol)
     if validation is not None:
         X_val, Y_val = validation
-        X_val = v.check_X(net, X_val).astype(dtype)
-        Y_val = v.check_Y(net, Y_val, X_val.shape[1]).astype(dtype)
+        X_val = net._check_X(X_val)
+        Y_val = net._check_Y(Y_val, X_val.shape[-1])
+        X_val = X_val.astype(dtype) if _floating(X_val) else X_val
+        Y_val = Y_val.astype(dtype) if _floating(Y_val) else Y_val
     else:
-        X_val, Y_val = X[:, :1], Y[:, :1]  # unused placeholders of fixed shape
+        X_val, Y_val = X[..., :1], Y[..., :1]  # unused placeholders of fixed shape
     val_every = int(val_every) if val_every is not None else max(1, steps // 100)
 
     batched = K is not None
@@ -483,8 +493,8 @@ def train(net, params, X, Y, *, tx, lr, K, steps, gradients, batch_size, key, to
                    validate=validation is not None, on_divergence=on_divergence)
 
 
-_cost_one = jax.jit(lambda net, p, X, Y: cost(net, p, X, Y), static_argnums=0)
-_costs_many = jax.jit(lambda net, p, X, Y: jax.vmap(lambda q: cost(net, q, X, Y))(p),
+_cost_one = jax.jit(lambda net, p, X, Y: net._cost(p, X, Y), static_argnums=0)
+_costs_many = jax.jit(lambda net, p, X, Y: jax.vmap(lambda q: net._cost(q, X, Y))(p),
                       static_argnums=0)
 
 
