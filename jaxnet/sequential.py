@@ -222,14 +222,20 @@ class Sequential:
     def _backward(self, params, caches, Z, A, Y, *, shortcut=True):
         """Chain the layers' `backward` from the output gradient; returns the grads list."""
         kind, d = self._output_grad(Z, A, Y, shortcut=shortcut)
+        return self.backward_chain(params, caches, d, from_logits=kind == "dZ")[1]
+
+    def backward_chain(self, params, caches, d, *, from_logits: bool = False):
+        """`(dX, grads)`: the layers' `backward` chained from `dŶ` (or from `dZ^[L]` with
+        ``from_logits=True``) down to the input.  `dX` is what a network feeding this one
+        (a GAN's generator) continues from; None for integer inputs."""
         grads = [None] * self.L
         for l in reversed(range(self.L)):
             layer = self.layers[l]
-            if l == self.L - 1 and kind == "dZ":
+            if l == self.L - 1 and from_logits:
                 d, grads[l] = layer.backward_from_dZ(params[l], caches[l], d)
             else:
                 d, grads[l] = layer.backward(params[l], caches[l], d)
-        return grads
+        return d, grads
 
     def _backprop(self, params, X, Y, *, shortcut=True):
         Z, A, caches = self._forward(params, X)
@@ -356,6 +362,17 @@ class Sequential:
     # dataclass's eq/hash cover layers, input_shape and loss; the shape cache is not a field.
     def __getstate__(self):
         return {k: v for k, v in self.__dict__.items() if k != "_specs"}
+
+
+def as_sequential(net) -> Sequential:
+    """The `Sequential` of `Dense` layers computing the same function as an `MLP` (same
+    parameters), so code written for layers (a GAN, `backward_chain`) takes an `MLP` too."""
+    if isinstance(net, Sequential):
+        return net
+    from .layers.dense import Dense
+
+    return Sequential(tuple(Dense(n, g) for n, g in zip(net.sizes[1:], net.activations)),
+                      input_shape=(net.sizes[0],), loss=net.loss)
 
 
 def _jsonable(value):
