@@ -19,6 +19,7 @@ matplotlib.use("Agg")  # scripts run headless, in CI and over ssh
 import matplotlib.pyplot as plt  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
+SCRATCH = Path(__file__).resolve().parent.parent / "scratch" / "experiments"  # git-ignored
 
 
 def parser(doc: str) -> argparse.ArgumentParser:
@@ -27,13 +28,17 @@ def parser(doc: str) -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="small sizes and few steps: runs in a few seconds (used by the tests)")
     p.add_argument("--out", type=Path, default=None,
-                   help="output folder (default: experiments/results/<script name>)")
+                   help="output folder (default: experiments/results/<script name>; with "
+                        "--quick, scratch/experiments/<script name>, so a smoke run never "
+                        "overwrites the committed full-size results)")
     return p
 
 
 def out_dir(args, name: str) -> Path:
-    """The folder the script writes to, created if missing."""
-    path = args.out if args.out is not None else RESULTS / name
+    """The folder the script writes to, created if missing (a --quick run without --out writes
+    to the git-ignored scratch folder, never over the committed results)."""
+    default = (SCRATCH if getattr(args, "quick", False) else RESULTS) / name
+    path = args.out if args.out is not None else default
     path.mkdir(parents=True, exist_ok=True)
     return path
 

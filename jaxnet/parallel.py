@@ -49,7 +49,8 @@ def fit_many(net, params_batch, X, Y, *, steps: int, learning_rate=None, optimiz
              gradients: str = "autodiff", batch_size: int | None = None, key=None,
              tol: float | None = None, param_tol: float | None = None, validation=None,
              val_every: int | None = None, on_divergence: str = "warn",
-             progress: bool | None = None, chunk: int = CHUNK, compute_dtype=None, mesh=None):
+             progress: bool | None = None, chunk: int = CHUNK, compute_dtype=None, mesh=None,
+             clip_norm: float | None = None):
     """Train K networks of one architecture on the same data in one compiled loop.
 
     Arguments:
@@ -75,7 +76,7 @@ def fit_many(net, params_batch, X, Y, *, steps: int, learning_rate=None, optimiz
                  steps=steps, gradients=gradients, batch_size=batch_size, key=key, tol=tol,
                  param_tol=param_tol, validation=validation, val_every=val_every,
                  on_divergence=on_divergence, progress=progress, chunk=chunk,
-                 compute_dtype=compute_dtype, mesh=mesh)
+                 compute_dtype=compute_dtype, mesh=mesh, clip_norm=clip_norm)
 
 
 def data_mesh(devices=None):

@@ -97,6 +97,7 @@ class _Config(NamedTuple):
     use_tol: bool
     use_param_tol: bool
     compute_dtype: str | None = None
+    clip_norm: float | None = None
 
 
 class _State(NamedTuple):
@@ -145,6 +146,14 @@ def _cost_and_grads(cfg: _Config, params, X, Y):
     return J_value, A, grads
 
 
+def _clip(cfg: _Config, grads):
+    """Gradients rescaled to global norm `clip_norm` when larger (optax's clip_by_global_norm)."""
+    if cfg.clip_norm is None:
+        return grads
+    clipped, _ = optax.clip_by_global_norm(cfg.clip_norm).update(grads, optax.EmptyState())
+    return clipped
+
+
 def _batch(cfg, key, step, X, Y):
     if cfg.batch_size is None:
         return X, Y
@@ -163,7 +172,7 @@ def _step(cfg: _Config, tx, params, opt_state, prev_cost, step, key, tol, param_
     dtype = jax.tree.leaves(params)[0].dtype
     Xb, Yb = _batch(cfg, key, step, X, Y)
     J, A_L, grads = _cost_and_grads(cfg, params, Xb, Yb)
-    updates, opt_state = tx.update(grads, opt_state, params)
+    updates, opt_state = tx.update(_clip(cfg, grads), opt_state, params)
     new_params = optax.apply_updates(params, updates)
     status = jnp.where(jnp.isfinite(J), 0, 4)
     if cfg.use_param_tol:
@@ -204,7 +213,7 @@ def _block(cfg: _Config, tx, st: _State, key, tol, X, Y):
         params, opt_state, _ = carry
         Xb, Yb = _batch(cfg, key, st.step + j, X, Y)
         J, A_L, grads = _cost_and_grads(cfg, params, Xb, Yb)
-        updates, opt_state = tx.update(grads, opt_state, params)
+        updates, opt_state = tx.update(_clip(cfg, grads), opt_state, params)
         acc = accuracy_from_output(cfg.net, A_L, Yb) if classify else jnp.nan
         return (optax.apply_updates(params, updates), opt_state, params), \
             (J.astype(dtype), jnp.asarray(acc, dtype))
@@ -312,7 +321,7 @@ def fit(net, params, X, Y, *, steps: int, learning_rate=None, optimizer="sgd",
         gradients: str = "autodiff", batch_size: int | None = None, key=None,
         tol: float | None = None, param_tol: float | None = None, validation=None,
         val_every: int | None = None, on_divergence: str = "warn", progress: bool | None = None,
-        chunk: int = CHUNK, compute_dtype=None, mesh=None):
+        chunk: int = CHUNK, compute_dtype=None, mesh=None, clip_norm: float | None = None):
     """Train `params` by gradient descent; return `(params, history)`.
 
     Arguments:
@@ -345,6 +354,9 @@ def fit(net, params, X, Y, *, steps: int, learning_rate=None, optimizer="sgd",
         mesh: a `jax.sharding.Mesh` with an axis ``"data"``: the columns of `X` and `Y` are
             sharded across its devices and the parameters replicated; XLA inserts the all-reduce
             of the gradients. `m` (and `batch_size`) must divide by the axis size.
+        clip_norm: rescale each step's gradients to this global norm when they are larger
+            (`optax.clip_by_global_norm`: the usual guard against exploding gradients through
+            time in recurrent networks). None: no clipping.
 
     Returns:
         `(params, history)`; `history` is a dict of numpy arrays over the steps run: ``cost``
@@ -359,12 +371,17 @@ def fit(net, params, X, Y, *, steps: int, learning_rate=None, optimizer="sgd",
     return train(net, params, X, Y, tx=tx, lr=lr, K=None, steps=steps, gradients=gradients,
                  batch_size=batch_size, key=key, tol=tol, param_tol=param_tol,
                  validation=validation, val_every=val_every, on_divergence=on_divergence,
-                 progress=progress, chunk=chunk, compute_dtype=compute_dtype, mesh=mesh)
+                 progress=progress, chunk=chunk, compute_dtype=compute_dtype, mesh=mesh,
+                 clip_norm=clip_norm)
 
 
 def check_options(m, *, steps, gradients, on_divergence, batch_size, key, tol, param_tol,
-                  compute_dtype, val_every=None, chunk=CHUNK, validation=None, mesh=None):
+                  compute_dtype, val_every=None, chunk=CHUNK, validation=None, mesh=None,
+                  clip_norm=None):
     """Raise a ValueError for any option of `fit` that is out of range."""
+    if clip_norm is not None and not (_is_number(clip_norm) and math.isfinite(clip_norm)
+                                      and clip_norm > 0):
+        raise ValueError(f"clip_norm must be a finite number > 0 or None, got {clip_norm!r}")
     if val_every is not None and not _is_count(val_every):
         raise ValueError(f"val_every must be an int >= 1 or None, got {val_every!r}")
     if not _is_count(chunk):
@@ -427,7 +444,8 @@ def place(mesh, X, Y, tree, *, batch_size=None):
 
 
 def train(net, params, X, Y, *, tx, lr, K, steps, gradients, batch_size, key, tol, param_tol,
-          validation, val_every, on_divergence, progress, chunk, compute_dtype, mesh):
+          validation, val_every, on_divergence, progress, chunk, compute_dtype, mesh,
+          clip_norm=None):
     """The host side of `fit` and `fit_many` (K models with a leading axis when K is an int)."""
     dtype = jax.tree.leaves(params)[0].dtype
     X = X.astype(dtype) if _floating(X) else X
@@ -436,7 +454,7 @@ def train(net, params, X, Y, *, tx, lr, K, steps, gradients, batch_size, key, to
     check_options(m, steps=steps, gradients=gradients, on_divergence=on_divergence,
                   batch_size=batch_size, key=key, tol=tol, param_tol=param_tol,
                   compute_dtype=compute_dtype, val_every=val_every, chunk=chunk,
-                  validation=validation, mesh=mesh)
+                  validation=validation, mesh=mesh, clip_norm=clip_norm)
     tol = None if tol is None else float(tol)
     param_tol = None if param_tol is None else float(param_tol)
     if validation is not None:
@@ -458,7 +476,8 @@ def train(net, params, X, Y, *, tx, lr, K, steps, gradients, batch_size, key, to
     low = None if compute_dtype is None or jnp.dtype(compute_dtype) == dtype \
         else jnp.dtype(compute_dtype).name
     cfg = _Config(net, gradients, None if batch_size is None or batch_size == m else int(batch_size),
-                  chunk, validation is not None, tol is not None, param_tol is not None, low)
+                  chunk, validation is not None, tol is not None, param_tol is not None, low,
+                  None if clip_norm is None else float(clip_norm))
     shape = () if K is None else (K,)
     state = _State(params, params, opt_state, jnp.zeros(shape, jnp.int32),
                    jnp.full(shape, jnp.inf, dtype), jnp.zeros(shape, jnp.int32))

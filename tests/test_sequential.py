@@ -147,3 +147,17 @@ def test_bad_inputs_are_clear_errors(seq_net):
         jn.Sequential([Dense(2)], input_shape=(0,))
     with pytest.raises(ValueError, match="non-empty list of layers"):
         jn.Sequential([], input_shape=(3,))
+
+
+def test_clip_norm_bounds_every_update():
+    """With SGD, α = 1 and clip_norm = c, no step moves the parameters by more than c."""
+    net = jn.Sequential([Dense(1)], input_shape=(2,))
+    params = [{"W": jnp.array([[50.0, -50.0]]), "b": jnp.array([[10.0]])}]
+    X = jnp.array([[1.0, 2.0, -1.0], [0.5, -1.0, 3.0]])
+    Y = jnp.zeros((1, 3))
+    p1, _ = jn.fit(net, params, X, Y, steps=1, learning_rate=1.0, clip_norm=0.5, progress=False)
+    step = np.sqrt(sum(float(jnp.sum((a - b) ** 2)) for a, b in
+                       zip(jax.tree.leaves(p1), jax.tree.leaves(params))))
+    assert step == pytest.approx(0.5, rel=1e-5)
+    with pytest.raises(ValueError, match="clip_norm must be"):
+        jn.fit(net, params, X, Y, steps=1, learning_rate=1.0, clip_norm=0.0)
