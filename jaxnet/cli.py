@@ -1,11 +1,13 @@
-"""The `jaxnet` command: it only wires the library together (`data` loads, `MLP` builds,
-`check_gradients` verifies, `fit` trains, `save`/`load_checkpoint` store, `plot_history` draws).
+"""The `jaxnet` command: it only wires the library together (`data` and `text` load, `MLP` and
+`models` build, `check_gradients` verifies, `fit` trains, `save`/`load_checkpoint` store,
+`plot_history` draws, `text.sample` writes).
 A bad flag or value is one ``jaxnet: error: ...`` line on stderr and exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -16,7 +18,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from . import __version__, activations, data, initializers, losses
+from . import __version__, activations, data, initializers, losses, models, text
 from .checkpoint import CheckpointError, load_checkpoint, save
 from .gradcheck import check_gradients
 from .metrics import accuracy, is_classifier, mse, r2
@@ -31,7 +33,10 @@ SYNTHETIC = {
     "spirals": lambda key: data.spirals(key=key, m=600, noise=0.2),
     "blobs": lambda key: data.blobs(key=key, m=400),
 }
-DATASETS = (*data.DATASETS, *SYNTHETIC)
+DATASETS = (*data.DATASETS, *SYNTHETIC, "text")
+MODELS = ("mlp", "cnn", "lstm", "transformer")
+TEXT_MODELS = ("lstm", "transformer")
+TEXT_WINDOWS, TEXT_VAL_WINDOWS = 8192, 512  # training / held-out windows drawn from --seed
 NAMES = tuple(sorted([*activations.ACTIVATIONS, *activations.ALIASES]))
 OUTPUTS = {"multiclass": "softmax", "binary": "sigmoid", "regression": "identity"}
 GRADCHECK_EXAMPLES, GRADCHECK_ENTRIES = 32, 16  # the quick check `train` runs first
@@ -41,6 +46,9 @@ examples:
   jaxnet train                       # digits, 64 -> 64 (relu) -> 10 (softmax), Adam
   jaxnet train --dataset moons --hidden-sizes 16,16 --hidden tanh --steps 3000
   jaxnet gradcheck --dataset iris    # hand-written backprop vs jax.grad vs finite differences
+  jaxnet train --model cnn           # the digits CNN (conv, max-pool, conv, max-pool, dense)
+  jaxnet train --model transformer --steps 2000 --out run   # a character model of Python's help
+  jaxnet sample run/model.npz --prompt "The for statement"  # text from that model
   jaxnet evaluate jaxnet-out/digits-YYYYmmdd-HHMMSS/model.npz
 """
 REASONS = {
@@ -100,8 +108,21 @@ def _keys(seed: int) -> dict:
     return dict(zip(names, jax.random.split(jax.random.key(seed), len(names))))
 
 
-def load_dataset(name: str, seed: int) -> data.Dataset:
+def load_text(seed: int, T: int) -> data.Dataset:
+    """Windows of `T` characters of Python's help texts: ids `(T, m)`, next-character targets
+    `(T, m)`; training windows from the first 90% of the text, test windows from the rest."""
+    corpus = text.load_corpus()
+    k_train, k_val = jax.random.split(_keys(seed)["data"])
+    X, Y = text.windows(corpus.train, T, TEXT_WINDOWS, key=k_train)
+    X_val, Y_val = text.windows(corpus.val, T, TEXT_VAL_WINDOWS, key=k_val)
+    return data.Dataset("text", "text", X, Y, X_val, Y_val, corpus.V, None, None,
+                        tuple(corpus.vocab), None, None)
+
+
+def load_dataset(name: str, seed: int, T: int = 64) -> data.Dataset:
     """The data set `name`, split 80/20 (and standardized) as the seed decides."""
+    if name == "text":
+        return load_text(seed, T)
     keys = _keys(seed)
     if name in data.DATASETS:
         return data.load(name, key=keys["split"])
@@ -115,27 +136,64 @@ def load_dataset(name: str, seed: int) -> data.Dataset:
                         tuple(f"x{i + 1}" for i in range(X.shape[0])), mean, std)
 
 
+def as_images(ds: data.Dataset) -> data.Dataset:
+    """Digits' 64 features as `(1, 8, 8, m)` images (row-major pixels, as scikit-learn's)."""
+    image = lambda X: X.reshape(1, 8, 8, X.shape[-1])
+    return dataclasses.replace(ds, X_train=image(ds.X_train), X_test=image(ds.X_test))
+
+
+def build(args, ds: data.Dataset):
+    """The network `--model` names, sized for the data set."""
+    model = args.model
+    if (model in TEXT_MODELS) != (ds.name == "text"):
+        raise ValueError(f"--model {model} needs --dataset text" if model in TEXT_MODELS else
+                         f"--dataset text needs --model lstm or transformer, got {model}")
+    if model == "cnn":
+        if ds.name != "digits":
+            raise ValueError(f"--model cnn is the 8x8 digits CNN: use --dataset digits, "
+                             f"got {ds.name}")
+        return models.digits_cnn()
+    if model == "lstm":
+        return models.char_lstm(ds.n_classes, args.seq_len, hidden=args.width)
+    if model == "transformer":
+        return models.char_transformer(ds.n_classes, args.seq_len, d=args.width,
+                                       heads=args.heads, blocks=args.blocks)
+    sizes = (ds.X_train.shape[0], *args.hidden_sizes, ds.Y_train.shape[0])
+    return MLP(sizes, hidden=args.hidden, output=args.output or OUTPUTS[ds.task], loss=args.loss)
+
+
 def setup(args):
     """`(keys, data set, network, initial parameters)` from the flags; prints what they are."""
-    keys, ds = _keys(args.seed), load_dataset(args.dataset, args.seed)
-    sizes = (ds.X_train.shape[0], *args.hidden_sizes, ds.Y_train.shape[0])
-    net = MLP(sizes, hidden=args.hidden, output=args.output or OUTPUTS[ds.task], loss=args.loss)
-    params = net.init(keys["init"], method=args.init)
+    keys = _keys(args.seed)
+    ds = load_dataset(args.dataset, args.seed, args.seq_len)
+    if args.model == "cnn" and args.dataset == "digits":
+        ds = as_images(ds)
+    net = build(args, ds)
+    params = net.init(keys["init"], method=args.init) if isinstance(net, MLP) \
+        else net.init(keys["init"])
     print(describe(ds, net, params), flush=True)
     return keys, ds, net, params
 
 
-def architecture(net: MLP) -> str:
-    """``64 -> 64 (relu) -> 10 (softmax)``."""
+def architecture(net) -> str:
+    """``64 -> 64 (relu) -> 10 (softmax)``, or the layers of a `Sequential`."""
+    if not isinstance(net, MLP):
+        shape = lambda s: "x".join(map(str, s))
+        return " -> ".join([shape(net.input_shape)] + [
+            f"{type(layer).__name__}{'(' + layer.activation + ')' if hasattr(layer, 'activation') else ''} {shape(out)}"
+            for layer, out in zip(net.layers, net.shapes[1:])])
     return " -> ".join([str(net.sizes[0])] + [f"{n} ({g})" for n, g in
                                               zip(net.sizes[1:], net.activations)])
 
 
-def describe(ds: data.Dataset, net: MLP, params) -> str:
+def describe(ds: data.Dataset, net, params) -> str:
     kind = f"{ds.n_classes} classes" if ds.n_classes else ds.task
     n_params = sum(leaf.size for leaf in jax.tree.leaves(params))
-    return (f"{ds.name} ({kind}): {ds.X_train.shape[1]} train + {ds.X_test.shape[1]} test "
-            f"examples, {ds.X_train.shape[0]} features; network {architecture(net)}, "
+    m_train, m_test = ds.X_train.shape[-1], ds.X_test.shape[-1]
+    what = "windows of characters" if ds.name == "text" else "examples"
+    shape = "x".join(map(str, ds.X_train.shape[:-1]))
+    return (f"{ds.name} ({kind}): {m_train} train + {m_test} test {what}, {shape} "
+            f"{'ids' if ds.name == 'text' else 'features'}; network {architecture(net)}, "
             f"{net.loss} loss, {n_params:,} parameters")
 
 
@@ -143,21 +201,26 @@ def scores(net: MLP, params, X, Y) -> dict:
     out = {"cost": float(net.cost(params, X, Y))}
     if is_classifier(net):
         out["accuracy"] = accuracy(net, params, X, Y)
+    if jax.numpy.issubdtype(Y.dtype, jax.numpy.integer) and Y.ndim == 2:  # next-character ids
+        out["bits_per_char"] = text.bits_per_char(out["cost"])
     else:
         out.update(r2=r2(net, params, X, Y), mse=mse(net, params, X, Y))
     return out
 
 
 def show(s: dict) -> str:
+    if "bits_per_char" in s:
+        return (f"bits/char {s['bits_per_char']:.3f}  accuracy {100 * s['accuracy']:.2f}%  "
+                f"cost {s['cost']:.4g}")
     if "accuracy" in s:
         return f"accuracy {100 * s['accuracy']:.2f}%  cost {s['cost']:.4g}"
     return f"R² {s['r2']:.4f}  MSE {s['mse']:.4g}  cost {s['cost']:.4g}"
 
 
 def gradient_check(net, params, ds, examples, entries, key):
-    m = min(examples, ds.X_train.shape[1])
-    return check_gradients(net, params, ds.X_train[:, :m], ds.Y_train[:, :m], entries=entries,
-                           key=key)
+    m = min(examples, ds.X_train.shape[-1])
+    return check_gradients(net, params, ds.X_train[..., :m], ds.Y_train[..., :m],
+                           entries=entries, key=key)
 
 
 def summary(report) -> str:
@@ -181,6 +244,8 @@ def cmd_train(args) -> int:
         if not report.ok:
             print(report)
             return 1
+    if args.batch_size is None and ds.name == "text":
+        args.batch_size = 32  # 8192 windows of 64 characters: full batch would be slow
     batch = "full batch" if args.batch_size is None else f"batches of {args.batch_size}"
     print(f"training: {args.optimizer}, learning rate {args.learning_rate:g}, up to {args.steps} "
           f"steps, {batch}, {args.gradients} gradients", flush=True)
@@ -190,7 +255,7 @@ def cmd_train(args) -> int:
         params, history = fit(net, params, ds.X_train, ds.Y_train, steps=args.steps,
                               learning_rate=args.learning_rate, optimizer=args.optimizer,
                               gradients=args.gradients, batch_size=args.batch_size,
-                              key=keys["batch"], tol=args.tol,
+                              key=keys["batch"], tol=args.tol, clip_norm=args.clip_norm,
                               validation=(ds.X_test, ds.Y_test), progress=not args.quiet)
     fit_s = time.perf_counter() - fit_start
     train = scores(net, params, ds.X_train, ds.Y_train)
@@ -199,13 +264,16 @@ def cmd_train(args) -> int:
     print(f"stopped after {history['steps_run']} steps: {REASONS[history['stopped']]}")
 
     out = Path(args.out or f"jaxnet-out/{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
-    history.update(dataset=args.dataset, seed=args.seed)  # what `evaluate` needs to reload
+    # what `evaluate` and `sample` need to rebuild the data
+    history.update(dataset=args.dataset, seed=args.seed, model=args.model, seq_len=args.seq_len)
+    if ds.name == "text":
+        history.update(vocab="".join(ds.feature_names))
     save(out / "model.npz", net, params, history=history)
     plot_history(history, out / "cost.png", title=f"{args.dataset}: {architecture(net)}")
     wall_s = time.perf_counter() - start
     metrics = {k: getattr(args, k) for k in ("dataset", "seed", "optimizer", "learning_rate",
                                              "steps", "batch_size", "gradients")}
-    metrics.update(task=ds.task, sizes=list(net.sizes), activations=list(net.activations),
+    metrics.update(task=ds.task, model=args.model, architecture=architecture(net),
                    loss=net.loss, steps_run=int(history["steps_run"]), stopped=history["stopped"],
                    train=train, test=test, train_seconds=fit_s, wall_seconds=wall_s)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -229,14 +297,33 @@ def cmd_evaluate(args) -> int:
         raise ValueError(f"{args.checkpoint} records no data set jaxnet knows ({name!r}); pass "
                          f"--dataset, one of {', '.join(DATASETS)}")
     seed = args.seed if args.seed is not None else int(recorded.get("seed", 0))
-    ds = load_dataset(name, seed)
-    n_x, n_y = ds.X_test.shape[0], ds.Y_test.shape[0]
-    if (net.sizes[0], net.sizes[-1]) != (n_x, n_y):
-        raise ValueError(f"{args.checkpoint} maps {net.sizes[0]} inputs to {net.sizes[-1]} "
-                         f"outputs, but {name} has {n_x} features and {n_y} targets")
+    T = net.input_shape[0] if name == "text" else 64
+    ds = load_dataset(name, seed, T)
+    if name == "digits" and len(net.input_shape) == 3:
+        ds = as_images(ds)
+    x_shape, y_shape = tuple(ds.X_test.shape[:-1]), tuple(ds.Y_test.shape[:-1])
+    want_y = y_shape if name != "text" else (ds.n_classes, *y_shape)
+    if (tuple(net.input_shape), tuple(net.output_shape)) != (x_shape, want_y):
+        raise ValueError(f"{args.checkpoint} maps inputs {net.input_shape} to outputs "
+                         f"{net.output_shape}, but {name} has inputs {x_shape} and targets "
+                         f"{want_y}")
     print(f"{args.checkpoint}: network {architecture(net)}, {net.loss} loss")
     print(f"{name} test split (seed {seed}, {ds.X_test.shape[1]} examples): "
           f"{show(scores(net, params, ds.X_test, ds.Y_test))}")
+    return 0
+
+
+def cmd_sample(args) -> int:
+    net, params, history, _ = load_checkpoint(args.checkpoint)
+    recorded = history or {}
+    if recorded.get("dataset") != "text" or "vocab" not in recorded:
+        raise ValueError(f"{args.checkpoint} is not a character model (train one with "
+                         "'jaxnet train --model lstm|transformer --dataset text')")
+    vocab = str(recorded["vocab"])
+    corpus = text.Corpus(np.zeros(0, np.int32), np.zeros(0, np.int32), vocab)
+    out = text.sample(net, params, corpus, args.prompt, args.length,
+                      key=jax.random.key(args.seed), temperature=args.temperature)
+    print(out)
     return 0
 
 
@@ -261,8 +348,19 @@ def one_line(message) -> str:
 
 
 def _model_args(p) -> None:
-    p.add_argument("--dataset", choices=DATASETS, default="digits",
-                   help="scikit-learn data set, or a synthetic one generated from --seed")
+    p.add_argument("--model", choices=MODELS, default="mlp",
+                   help="mlp: the flags below; cnn: the digits CNN; lstm / transformer: a "
+                        "character model of Python's help texts (with --dataset text)")
+    p.add_argument("--dataset", choices=DATASETS, default=None,
+                   help="scikit-learn data set, a synthetic one generated from --seed, or "
+                        "'text' (default: digits; text for lstm and transformer)")
+    p.add_argument("--seq-len", type=positive_int, default=64,
+                   help="characters per window (lstm, transformer)")
+    p.add_argument("--width", type=positive_int, default=128,
+                   help="LSTM units, or the transformer's model width d")
+    p.add_argument("--heads", type=positive_int, default=4, help="attention heads (transformer)")
+    p.add_argument("--blocks", type=positive_int, default=2,
+                   help="transformer blocks (transformer)")
     p.add_argument("--hidden-sizes", type=layer_sizes, default="64", metavar="N,N,...",
                    help="widths of the hidden layers; '' for none (a perceptron)")
     p.add_argument("--hidden", type=hidden_activations, default="relu", metavar="NAME[,NAME...]",
@@ -295,6 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gradients", choices=GRADIENTS, default="autodiff",
                    help="jax.grad, or the hand-written backward pass")
     p.add_argument("--tol", type=nonneg_float, help="stop once |J_t - J_t-1| < tol")
+    p.add_argument("--clip-norm", type=positive_float,
+                   help="clip each step's gradients to this global norm")
     p.add_argument("--out", type=Path, metavar="DIR",
                    help="output folder (default: jaxnet-out/DATASET-YYYYmmdd-HHMMSS)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -321,6 +421,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=seed,
                    help="seed of the split (default: the one recorded in the checkpoint)")
     p.set_defaults(run=cmd_evaluate)
+
+    p = sub.add_parser("sample", formatter_class=_Formatter, help="write text with a model",
+                       description="Continue a prompt, one character at a time, with a "
+                       "character model written by 'jaxnet train --model lstm|transformer'.")
+    p.add_argument("checkpoint", type=Path, help="a model.npz file of a character model")
+    p.add_argument("--prompt", default="The ", help="the text to continue")
+    p.add_argument("--length", type=positive_int, default=200, help="characters to add")
+    p.add_argument("--temperature", type=positive_float, default=0.8,
+                   help="below 1: likelier characters; above 1: more varied")
+    p.add_argument("--seed", type=seed, default=0, help="seeds the draws")
+    p.set_defaults(run=cmd_sample)
     return parser
 
 
@@ -330,6 +441,8 @@ def main(argv=None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:  # --help, --version, or a usage error already printed
         return exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 2
+    if getattr(args, "model", None) is not None and args.dataset is None:
+        args.dataset = "text" if args.model in TEXT_MODELS else "digits"
     try:
         return args.run(args)
     except (CheckpointError, ValueError, TypeError, OSError, ImportError) as err:
