@@ -97,10 +97,13 @@ def classification_update(w1, w2, b, x1, x2, y, alpha):
 
 
 def relu(z):
-    return jnp.maximum(z, 0.0)
+    # jax.nn.relu, not jnp.maximum(z, 0): autodiff through maximum gives ½ at z = 0 (a tie),
+    # which would disagree with relu_prime(0) = 0 below at every kink.
+    return jax.nn.relu(z)
 
 
 def relu_prime(z):
+    """g'(z) = 1 for z > 0, else 0 (g'(0) = 0, the choice jax.grad makes through relu)."""
     return jnp.where(z > 0, 1.0, 0.0)
 
 
