@@ -8,11 +8,13 @@ activation carries a ``backward(dA, Z, A) -> dZ`` that applies its Jacobian (for
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.scipy.special import erf
 
 LEAKY_SLOPE = 0.01
 
@@ -77,6 +79,18 @@ def leaky_relu_prime(Z):
     return jnp.where(Z >= 0, 1.0, LEAKY_SLOPE).astype(Z.dtype)
 
 
+# --- GELU (exact: z Φ(z) with Φ the standard normal CDF) -----------------------------------
+def gelu(Z):
+    """`g(z) = ½ z (1 + erf(z/√2)) = z Φ(z)` (the exact form, not the tanh approximation)."""
+    return 0.5 * Z * (1 + erf(Z * (1 / math.sqrt(2))))
+
+
+def gelu_prime(Z):
+    """`g'(z) = Φ(z) + z φ(z)`, `φ(z) = exp(−z²/2)/√(2π)` the standard normal density."""
+    Phi = 0.5 * (1 + erf(Z * (1 / math.sqrt(2))))
+    return Phi + Z * jnp.exp(-0.5 * Z * Z) * (1 / math.sqrt(2 * math.pi))
+
+
 # --- softmax (over the n rows of each column) ---------------------------------------------
 def softmax(Z):
     return jax.nn.softmax(Z, axis=0)
@@ -97,6 +111,7 @@ ACTIVATIONS: dict[str, Activation] = {
     "tanh": _elementwise("tanh", tanh, tanh_prime),
     "relu": _elementwise("relu", relu, relu_prime, kinked=True),
     "leaky_relu": _elementwise("leaky_relu", leaky_relu, leaky_relu_prime, kinked=True),
+    "gelu": _elementwise("gelu", gelu, gelu_prime),
     "softmax": Activation("softmax", softmax, None, softmax_backward, False),
 }
 ALIASES = {"linear": "identity"}
