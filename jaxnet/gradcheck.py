@@ -742,6 +742,20 @@ def taylor_test(loss_fn, grad_fn, params, *args, key=None, h=TAYLOR_STEPS,
 @functools.partial(jax.jit, static_argnums=0)
 def _near_kinks(net, params, X, eps):
     """Per layer, the ReLU/leaky-ReLU pre-activations within the FD step of 0 (-1: no kink)."""
+    if hasattr(net, "layers"):  # a Sequential: walk its layers
+        out, A = [], X
+        for layer, p in zip(net.layers, params):
+            A_prev = A
+            A, cache = layer.forward(p, A_prev)
+            name = getattr(layer, "activation", None)
+            if name in ("relu", "leaky_relu") and isinstance(cache, dict) and "Z" in cache:
+                scale = jnp.max(jnp.abs(A_prev)) if jnp.issubdtype(A_prev.dtype, jnp.floating) \
+                    else 1.0
+                tau = eps * jnp.maximum(1.0, scale)
+                out.append(jnp.sum(jnp.abs(cache["Z"]) <= tau))
+            else:
+                out.append(jnp.asarray(-1))
+        return jnp.stack(out)
     from .network import forward_cache
 
     _, cache = forward_cache(net, params, X)
@@ -757,22 +771,28 @@ def check_gradients(net, params, X, Y, **options) -> GradientReport:
     """Three-way check of `net.backprop` against `jax.grad(net.cost)` and finite differences.
 
     Arguments:
-        net: an `MLP`; params: its parameters; `X` `(n_x, m)`, `Y` `(n_y, m)`.
+        net: an `MLP` or a `Sequential`; params: its parameters; `X` `(n_x, m)`, `Y` `(n_y, m)`
+            (for a `Sequential`, its input and output shapes with the examples last; integer
+            ids stay integers).
         **options: passed to `check_grad` (`eps`, `tol_manual`, `tol_fd`, `entries`, `key`,
             `taylor`, `perturb`, `perturb_seed`).
 
     Returns:
-        a `GradientReport` with one row per leaf (``W[1]``, ``b[1]``, …); the kinks column also
+        a `GradientReport` with one row per leaf (``W[1]``, ``b[1]``, …, ``Wq[3]``: parameter
+        name and layer number); the kinks column also
         counts the layer's ReLU/leaky-ReLU pre-activations within the step of 0, ``(n Z)``;
         when there are any, the check is also repeated at a perturbed point.
     """
     X, Y = net._check(params, X, Y)  # clear errors for bad params, X or Y
     eps = options.get("eps", EPS)
     with jax.enable_x64(True):
-        cast = lambda t: jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), t)
+        cast = lambda t: jax.tree.map(
+            lambda x: jnp.asarray(x, jnp.float64)
+            if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating) else jnp.asarray(x), t)
         counts = [int(c) for c in _near_kinks(net, cast(params), cast(X), float(eps))]
-    names = [f"{w}[{l}]" for l in range(1, len(params) + 1) for w in ("W", "b")]
-    kinks = [None if c < 0 else c for c in counts for _ in (0, 1)]
+    # Leaves in tree order: layer by layer, each layer's dict in sorted key order.
+    names = [f"{k}[{l}]" for l, p in enumerate(params, start=1) for k in sorted(p)]
+    kinks = [None if c < 0 else c for c, p in zip(counts, params) for _ in p]
     # Bound methods of an equal network compare equal: later checks reuse the compilations.
     return check_grad(net._cost, net._backprop, params, X, Y, names=names, kinks=kinks,
                       **options)

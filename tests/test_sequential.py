@@ -161,3 +161,19 @@ def test_clip_norm_bounds_every_update():
     assert step == pytest.approx(0.5, rel=1e-5)
     with pytest.raises(ValueError, match="clip_norm must be"):
         jn.fit(net, params, X, Y, steps=1, learning_rate=1.0, clip_norm=0.0)
+
+
+def test_check_gradients_on_a_sequential_names_each_layers_leaves():
+    net = jn.Sequential([Dense(5, "relu"), Dense(3, "softmax")], input_shape=(4,))
+    params = net.init(jax.random.key(0))
+    X = jax.random.normal(jax.random.key(1), (4, 12))
+    report = jn.check_gradients(net, params, X, jnp.arange(12) % 3)  # integer ids stay ids
+    assert report.ok, str(report)
+    assert [leaf.name for leaf in report.leaves] == ["W[1]", "b[1]", "W[2]", "b[2]"]
+    assert report["W[1]"].kinks is not None and report["W[2]"].kinks is None
+
+    def wrong(p, X, Y):  # a planted bug: the second layer's bias gradient doubled
+        g = net._backprop(p, X, Y)
+        return [g[0], {"W": g[1]["W"], "b": 2 * g[1]["b"]}]
+    bad = jn.check_grad(net._cost, wrong, params, X, jnp.arange(12) % 3)
+    assert bad.failing == ["[1]['b']"]
