@@ -10,21 +10,36 @@ __version__ = "0.1.0"
 from . import activations as activations
 from . import data as data
 from . import formulas as formulas
+from . import gan as gan
 from . import initializers as initializers
 from . import layers as layers
 from . import losses as losses
+from . import models as models
+from . import text as text
 from .checkpoint import Checkpoint as Checkpoint
 from .checkpoint import CheckpointError as CheckpointError
 from .checkpoint import load as load
 from .checkpoint import load_checkpoint as load_checkpoint
 from .checkpoint import save as save
+from .gan import GAN as GAN
 from .gradcheck import GradientReport as GradientReport
 from .gradcheck import LeafReport as LeafReport
 from .gradcheck import TaylorResult as TaylorResult
 from .gradcheck import check_grad as check_grad
 from .gradcheck import check_gradients as check_gradients
 from .gradcheck import taylor_test as taylor_test
+from .layers import LSTM as LSTM
+from .layers import RNN as RNN
+from .layers import AvgPool2D as AvgPool2D
+from .layers import Conv2D as Conv2D
 from .layers import Dense as Dense
+from .layers import Embedding as Embedding
+from .layers import Flatten as Flatten
+from .layers import LayerNorm as LayerNorm
+from .layers import MaxPool2D as MaxPool2D
+from .layers import MultiHeadAttention as MultiHeadAttention
+from .layers import PositionalEmbedding as PositionalEmbedding
+from .layers import TransformerBlock as TransformerBlock
 from .metrics import accuracy as accuracy
 from .metrics import mse as mse
 from .metrics import predict as predict
@@ -46,7 +61,22 @@ from .training import fit as fit
 __all__ = [
     "MLP",
     "Sequential",
+    "GAN",
+    "gan",
+    "models",
+    "text",
     "Dense",
+    "Conv2D",
+    "MaxPool2D",
+    "AvgPool2D",
+    "Flatten",
+    "RNN",
+    "LSTM",
+    "Embedding",
+    "PositionalEmbedding",
+    "LayerNorm",
+    "MultiHeadAttention",
+    "TransformerBlock",
     "layers",
     "ModeReport",
     "check_execution_modes",

@@ -1,11 +1,36 @@
 """Layers: each family in its own module, each forward beside its hand-written backward.
 
-See `jaxnet.layers.base` for the protocol (`init`, `forward`, `backward`).
+See `jaxnet.layers.base` for the protocol (`init`, `forward`, `backward`) and `docs/layers.md`
+for the derivations.
+
+* `dense`: `Dense` (the document's fully connected layer; `MLP` uses it too)
+* `conv`: `Conv2D`, `MaxPool2D`, `AvgPool2D`, `Flatten`
+* `recurrent`: `RNN`, `LSTM` (backpropagation through time)
+* `embedding`: `Embedding`, `PositionalEmbedding`
+* `normalization`: `LayerNorm`
+* `attention`: `scaled_dot_product_attention`, `MultiHeadAttention`, `TransformerBlock`
 """
 
+from .attention import MultiHeadAttention as MultiHeadAttention
+from .attention import TransformerBlock as TransformerBlock
+from .attention import scaled_dot_product_attention as scaled_dot_product_attention
+from .attention import (
+    scaled_dot_product_attention_backward as scaled_dot_product_attention_backward,
+)
 from .base import activation_backward as activation_backward
 from .base import activation_forward as activation_forward
+from .conv import AvgPool2D as AvgPool2D
+from .conv import Conv2D as Conv2D
+from .conv import Flatten as Flatten
+from .conv import MaxPool2D as MaxPool2D
 from .dense import Dense as Dense
+from .embedding import Embedding as Embedding
+from .embedding import PositionalEmbedding as PositionalEmbedding
+from .normalization import LayerNorm as LayerNorm
+from .recurrent import LSTM as LSTM
+from .recurrent import RNN as RNN
 
 # Every layer type by class name, for checkpoints to rebuild an architecture.
-LAYER_TYPES = {cls.__name__: cls for cls in (Dense,)}
+LAYER_TYPES = {cls.__name__: cls for cls in (
+    Dense, Conv2D, MaxPool2D, AvgPool2D, Flatten, RNN, LSTM, Embedding, PositionalEmbedding,
+    LayerNorm, MultiHeadAttention, TransformerBlock)}
