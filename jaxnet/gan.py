@@ -393,6 +393,7 @@ def _chunk(cfg, tx_g, tx_d, state: _State, n, key, X):
 
 
 _run_chunk = jax.jit(_chunk, static_argnames=("cfg", "tx_g", "tx_d"))
+_INIT: dict = {}  # optimizer -> its jitted init
 
 
 def _per_player(value, name):
@@ -407,7 +408,7 @@ def _per_player(value, name):
 def train(gan: GAN, params, X_real, *, steps: int, key, batch_size: int | None = None,
           optimizer="adam", learning_rate=None, k_disc: int = 1, gradients: str = "manual",
           noise_dim: int | None = None, on_divergence: str = "warn",
-          progress: bool | None = None, chunk: int = CHUNK):
+          progress: bool | None = None, chunk: int = CHUNK, snapshots=()):
     """Play the game for `steps` generator steps; return `(params, history)`.
 
     Each step: `k_disc` discriminator steps (each on a real batch drawn with replacement from
@@ -432,12 +433,16 @@ def train(gan: GAN, params, X_real, *, steps: int, key, batch_size: int | None =
         on_divergence: ``"warn"`` or ``"raise"`` when a loss or gradient turns non-finite:
             either way training stops with the last parameters whose step was finite.
         progress: True/False, or None for a bar that appears after about a second.
+        chunk: steps per compiled call between progress updates.
+        snapshots: steps (in 1..steps) after which to keep a copy of the parameters, e.g. for
+            figures of samples over training (no recompilation: chunks end there).
 
     Returns:
         `(params, history)`: history holds per step ``d_loss``, ``g_loss``, ``d_real`` (mean
         D(x)), ``d_fake`` (mean D(G(z)), before the discriminator's update), ``g_grad_norm``
         (global norm of the generator's gradient), then ``steps_run``, ``stopped`` (``"steps"``
-        or ``"diverged"``), ``loss``, ``k_disc``, ``learning_rate``.
+        or ``"diverged"``), ``loss``, ``k_disc``, ``learning_rate``, and ``snapshots``
+        (``{step: params}``) when asked for.
     """
     if not isinstance(gan, GAN):
         raise TypeError(f"train needs a jaxnet GAN, got {type(gan).__name__}")
@@ -453,13 +458,20 @@ def train(gan: GAN, params, X_real, *, steps: int, key, batch_size: int | None =
                            batch_size=batch_size, key=key, tol=None, param_tol=None,
                            compute_dtype=None, chunk=chunk)
     _check_key(key)
+    marks = sorted({int(s) for s in snapshots}) if isinstance(snapshots, (list, tuple, range)) \
+        and all(training._is_count(s) and s <= steps for s in snapshots) else None
+    if marks is None:
+        raise ValueError(f"snapshots must be a list of steps in [1, steps={steps}], got "
+                         f"{snapshots!r}")
     txs = [training._optimizer(o, lr) for o, lr in zip(_per_player(optimizer, "optimizer"),
                                                        _per_player(learning_rate, "learning_rate"))]
     dtype = jax.tree.leaves(params)[0].dtype
     X = X.astype(dtype)
     opts = []
     for (tx, lr), role in zip(txs, ("generator", "discriminator")):
-        state = tx.init(params[role])
+        if tx not in _INIT:  # compiled: op-by-op it dispatches one zeros_like per leaf
+            _INIT[tx] = jax.jit(tx.init)
+        state = _INIT[tx](params[role])
         if lr is not None:
             state.hyperparams["learning_rate"] = jnp.asarray(lr, dtype)
         opts.append(state)
@@ -468,15 +480,18 @@ def train(gan: GAN, params, X_real, *, steps: int, key, batch_size: int | None =
                   chunk)
     state = _State(params, params, opts[0], opts[1], jnp.zeros((), jnp.int32),
                    jnp.zeros((), jnp.int32))
-    pieces, done = [], 0
+    pieces, done, kept = [], 0, {}
     bar = training._progress(steps, progress)
     try:
         while done < steps:
+            stop = min([s for s in marks if s > done] + [steps])
             state, recs = _run_chunk(cfg, txs[0][0], txs[1][0], state,
-                                     jnp.asarray(min(chunk, steps - done)), key, X)
+                                     jnp.asarray(min(chunk, stop - done)), key, X)
             ran = int(state.step) - done
             pieces.append(np.asarray(recs)[:, :ran])
             done += ran
+            if done in marks and int(state.status) == 0:
+                kept[done] = state.params
             if bar is not None:
                 bar.update(ran)
                 bar.set_postfix(d_loss=f"{pieces[-1][0, -1]:.3g}", g_loss=f"{pieces[-1][1, -1]:.3g}")
@@ -491,6 +506,8 @@ def train(gan: GAN, params, X_real, *, steps: int, key, batch_size: int | None =
     history.update(steps_run=done, stopped="diverged" if diverged else "steps", loss=gan.loss,
                    k_disc=int(k_disc), learning_rate={"generator": txs[0][1],
                                                       "discriminator": txs[1][1]})
+    if marks:
+        history["snapshots"] = kept
     out = state.prev_params if diverged else state.params
     if diverged:
         msg = (f"a GAN loss or gradient became non-finite at step {done - 1}; stopped and "
