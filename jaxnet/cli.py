@@ -273,6 +273,8 @@ def cmd_train(args) -> int:
     wall_s = time.perf_counter() - start
     metrics = {k: getattr(args, k) for k in ("dataset", "seed", "optimizer", "learning_rate",
                                              "steps", "batch_size", "gradients")}
+    if isinstance(net, MLP):
+        metrics.update(sizes=list(net.sizes), activations=list(net.activations))
     metrics.update(task=ds.task, model=args.model, architecture=architecture(net),
                    loss=net.loss, steps_run=int(history["steps_run"]), stopped=history["stopped"],
                    train=train, test=test, train_seconds=fit_s, wall_seconds=wall_s)
@@ -303,6 +305,10 @@ def cmd_evaluate(args) -> int:
         ds = as_images(ds)
     x_shape, y_shape = tuple(ds.X_test.shape[:-1]), tuple(ds.Y_test.shape[:-1])
     want_y = y_shape if name != "text" else (ds.n_classes, *y_shape)
+    if isinstance(net, MLP) and (net.sizes[0], net.sizes[-1]) != (x_shape[0], y_shape[0]):
+        raise ValueError(f"{args.checkpoint} maps {net.sizes[0]} inputs to {net.sizes[-1]} "
+                         f"outputs, but {name} has {x_shape[0]} features and {y_shape[0]} "
+                         "targets")
     if (tuple(net.input_shape), tuple(net.output_shape)) != (x_shape, want_y):
         raise ValueError(f"{args.checkpoint} maps inputs {net.input_shape} to outputs "
                          f"{net.output_shape}, but {name} has inputs {x_shape} and targets "
