@@ -164,7 +164,7 @@ class Conv2D:
     """
 
     out_channels: int
-    kernel: int | tuple = 3
+    kernel: int | tuple
     stride: int | tuple = 1
     padding: int | tuple | str = 0
     activation: str = "identity"
