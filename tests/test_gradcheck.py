@@ -514,3 +514,15 @@ def test_sampled_entries(problem):
     # the entries where manual and autodiff disagree are always among those checked
     bad = jn.check_grad(loss_of(net), drop_one_over_m(net), params, X, Y, entries=3)
     assert bad["[1]['W']"].fd_entries > 10 and bad.failing == ["[1]['W']"]
+
+
+def test_reports_are_immutable_values():
+    """LeafReport, TaylorResult and GradientReport are frozen dataclasses (hashable values that
+    no caller can edit after the verdict); the internal `_Spec` must be hashable (jit static)."""
+    import dataclasses
+
+    from jaxnet import gradcheck
+
+    for cls in (gradcheck.LeafReport, gradcheck.TaylorResult, gradcheck.GradientReport,
+                gradcheck._Spec):
+        assert dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen, cls.__name__
