@@ -156,3 +156,58 @@ def test_data_parallel_on_8_cpu_devices():
     assert result.returncode == 0, result.stdout + result.stderr
     assert "MULTI-DEVICE OK" in result.stdout
     assert "sharded (8 devices" in result.stdout
+
+
+MULTI_DEVICE_LAYERS = textwrap.dedent("""
+    import jax, jax.numpy as jnp, numpy as np
+    import jaxnet as jn
+    from jax.sharding import PartitionSpec as P
+    from jaxnet import training
+    from jaxnet.training import place
+    assert len(jax.devices()) == 8, jax.devices()
+    jax.config.update("jax_enable_x64", True)
+    mesh = jn.data_mesh()
+    k = jax.random.key(5)
+    # A CNN on images (C, H, W, m) with one-hot targets, and a character LSTM whose inputs and
+    # targets are integer ids (T, m): the last axis is the one split over the devices.
+    cnn = jn.Sequential([jn.Conv2D(4, 3, padding="same", activation="relu"), jn.MaxPool2D(2),
+                         jn.Flatten(), jn.Dense(3, "softmax")], input_shape=(1, 6, 6))
+    Xc = jax.random.normal(jax.random.key(0), (1, 6, 6, 64), jnp.float64)
+    Yc = jax.nn.one_hot(jax.random.randint(jax.random.key(1), (64,), 0, 3), 3, axis=0,
+                        dtype=jnp.float64)
+    lstm = jn.Sequential([jn.Embedding(7, 4), jn.LSTM(8, return_sequences=True),
+                          jn.Dense(7, "softmax")], input_shape=(5,))
+    Xs = jax.random.randint(jax.random.key(2), (5, 64), 0, 7)
+    Ys = jnp.roll(Xs, -1, axis=0)
+    for net, X, Y in ((cnn, Xc, Yc), (lstm, Xs, Ys)):
+        params = net.init(jax.random.key(1), dtype=jnp.float64)
+        for kw in ({}, {"batch_size": 32, "key": k}):
+            p1, h1 = jn.fit(net, params, X, Y, steps=30, learning_rate=0.05, optimizer="adam",
+                            gradients="manual", progress=False, **kw)
+            p8, h8 = jn.fit(net, params, X, Y, steps=30, learning_rate=0.05, optimizer="adam",
+                            gradients="manual", progress=False, mesh=mesh, **kw)
+            np.testing.assert_allclose(h1["cost"], h8["cost"], rtol=1e-9)
+            for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p8)):
+                np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-11)
+                assert b.sharding.is_fully_replicated and len(b.sharding.device_set) == 8
+        Xp, Yp, _ = place(mesh, X, Y, params)
+        assert {s.data.shape[-1] for s in Xp.addressable_shards} == {8}, Xp.sharding
+        assert Xp.sharding.spec[-1] == "data" and Yp.sharding.spec[-1] == "data"
+        hlo = training._run_chunk.lower(*training.LAST_CALL).compile().as_text()
+        assert "all-reduce" in hlo
+        report = jn.check_execution_modes(net, params, X, Y, mesh=mesh)
+        print(report)
+        assert report.ok, report
+    print("MULTI-DEVICE LAYERS OK")
+""")
+
+
+def test_data_parallel_sequential_on_8_cpu_devices():
+    """mesh= on a Sequential: a CNN (4-D images) and a character LSTM (integer ids (T, m) as
+    inputs and targets) train identically on one device and on 8, the examples split."""
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+               JAX_PLATFORMS="cpu")
+    result = subprocess.run([sys.executable, "-c", MULTI_DEVICE_LAYERS], env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "MULTI-DEVICE LAYERS OK" in result.stdout
