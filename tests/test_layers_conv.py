@@ -245,7 +245,7 @@ def test_pool_backward_matches_vjp_and_numpy(size, stride, H, W, kind):
             assert rel(dX, np_maxpool_backward(X, size, stride or size, dY)) <= 1e-15
 
 
-@pytest.mark.parametrize("size, stride", [(2, None), (3, 1), (3, 2)])
+@pytest.mark.parametrize("size, stride", [(2, None), (3, None), (3, 1), (3, 2)])
 def test_maxpool_ties_go_to_the_first_maximum(size, stride):
     # Small integers: many windows hold their maximum twice or more.
     with jax.enable_x64(True):
