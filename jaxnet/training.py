@@ -363,7 +363,9 @@ def fit(net, params, X, Y, *, steps: int, learning_rate=None, optimizer="sgd",
         (J before each update, of the step's batch), ``accuracy`` (classifiers), ``val_step``,
         ``val_cost``, ``val_accuracy`` (with validation), and ``steps_run``, ``stopped``
         (one of ``"steps"``, ``"converged_cost"``, ``"converged_params"``, ``"diverged"``),
-        ``final_cost`` (J on the full training data at the returned parameters),
+        ``final_cost`` (J on the full training data at the returned parameters; with
+        minibatches it is evaluated `max(batch_size, 1024)` examples at a time, so a training
+        set too large for one forward pass still gets its final cost),
         ``learning_rate``.
     """
     X, Y = net._check(params, X, Y)
@@ -509,7 +511,8 @@ def train(net, params, X, Y, *, tx, lr, K, steps, gradients, batch_size, key, to
         if bar is not None:
             bar.close()
     return _finish(net, state, pieces, X, Y, lr=lr, batched=batched, val_every=val_every,
-                   validate=validation is not None, on_divergence=on_divergence)
+                   validate=validation is not None, on_divergence=on_divergence,
+                   eval_chunk=None if cfg.batch_size is None else max(cfg.batch_size, EVAL_CHUNK))
 
 
 _cost_one = jax.jit(lambda net, p, X, Y: net._cost(p, X, Y), static_argnums=0)
@@ -517,9 +520,34 @@ _costs_many = jax.jit(lambda net, p, X, Y: jax.vmap(lambda q: net._cost(q, X, Y)
                       static_argnums=0)
 
 
-def _finish(net, state, pieces, X, Y, *, lr, batched, val_every, validate, on_divergence):
+# With minibatches, the final J on the training set is summed over column chunks of at least
+# this many examples: one forward pass on all of a large set (say 48 000 windows of 64 tokens
+# through attention, whose weights are heads·T²·m floats per block) may not fit in memory,
+# although every training step did.
+EVAL_CHUNK = 1024
+
+
+def full_cost(net, params, X, Y, *, chunk=None, batched=False):
+    """J on all columns of `X`, `Y`, evaluated `chunk` examples at a time (None: in one pass).
+
+    Every cost of jaxnet is a mean over the examples (and, for sequences, over the positions of
+    each): the chunks' costs weighted by their share of the examples add up to the whole J.
+    With `batched`, `params` holds K models on a leading axis and the result is `(K,)`."""
+    J = partial(_costs_many if batched else _cost_one, net)
+    m = X.shape[-1]
+    if chunk is None or chunk >= m:
+        return J(params, X, Y)
+    total = 0.0
+    for start in range(0, m, chunk):
+        stop = min(start + chunk, m)
+        total = total + J(params, X[..., start:stop], Y[..., start:stop]) * ((stop - start) / m)
+    return total
+
+
+def _finish(net, state, pieces, X, Y, *, lr, batched, val_every, validate, on_divergence,
+            eval_chunk=None):
     """Pick the returned parameters (the last finite ones where J diverged) and the history."""
-    J = partial(_costs_many if batched else _cost_one, net, X=X, Y=Y)
+    J = partial(full_cost, net, X=X, Y=Y, chunk=eval_chunk, batched=batched)
     status = np.asarray(state.status).copy()
     final = np.asarray(J(state.params))
     # The very last update may overflow without a step left to see it: same treatment.

@@ -233,3 +233,36 @@ def test_progress_bar_is_drawn_between_chunks(toy, capsys):
     jn.fit(net, params, X, Y, steps=60, learning_rate=0.1, progress=True, chunk=20)
     err = capsys.readouterr().err
     assert "60/60" in err or "step" in err
+
+
+def test_final_cost_with_minibatches_is_evaluated_in_chunks(monkeypatch):
+    """With minibatches, final_cost is J on every training column, computed a chunk of columns
+    at a time (a set too large for one forward pass still gets it): equal to the one-pass J
+    written out in numpy, for a sequence model (mean over T·m positions) and for fit_many."""
+    monkeypatch.setattr(training, "EVAL_CHUNK", 16)
+    seen = []
+    real = training._cost_one
+    monkeypatch.setattr(training, "_cost_one",
+                        lambda net, p, X, Y: seen.append(X.shape[-1]) or real(net, p, X, Y))
+    with jax.enable_x64(True):
+        net = jn.Sequential([jn.Embedding(5, 3), jn.RNN(4, return_sequences=True),
+                             jn.Dense(5, "softmax")], input_shape=(6,))
+        ids = jax.random.randint(jax.random.key(0), (6, 100), 0, 5)
+        params = net.init(jax.random.key(1), dtype=jnp.float64)
+        new, hist = jn.fit(net, params, ids, jnp.roll(ids, -1, 0), steps=3, learning_rate=0.1,
+                           batch_size=8, key=jax.random.key(2), progress=False)
+        assert max(seen) == 16 and sum(seen[-7:]) == 100, seen  # 6 chunks of 16 and one of 4
+        _, A, _ = net._forward(new, ids)
+        p = np.asarray(A)  # (5, 6, 100) probabilities
+        Y = np.asarray(jnp.roll(ids, -1, 0))
+        J = -np.mean(np.log(np.take_along_axis(p, Y[None], 0)))  # mean over all 600 positions
+        assert abs(hist["final_cost"] - J) <= 1e-12 * abs(J)
+        mlp = jn.MLP((2, 3, 1), hidden="tanh", output="sigmoid")
+        X = jax.random.normal(jax.random.key(3), (2, 40), jnp.float64)
+        Yb = (X[:1] > 0).astype(jnp.float64)
+        batch = jax.vmap(lambda k: mlp.init(k, dtype=jnp.float64))(
+            jax.random.split(jax.random.key(4), 3))
+        out, hist = jn.fit_many(mlp, batch, X, Yb, steps=3, learning_rate=0.1, batch_size=8,
+                                key=jax.random.key(5), progress=False)
+        want = [float(mlp.cost(jax.tree.map(lambda a, k=k: a[k], out), X, Yb)) for k in range(3)]
+        np.testing.assert_allclose(hist["final_cost"], want, rtol=1e-12)
