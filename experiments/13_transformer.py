@@ -28,7 +28,9 @@ C. A long-distance task, copying: K random symbols of an 8-letter alphabet, a se
 
 Why a training loop of its own: when this script was written, `jn.fit` ended by evaluating J on
 the *whole* training set in one batch, which for a transformer on 48 000 windows of 64 characters
-means attention weights of 48 000 × heads × 64 × 64 floats per block (tens of GB).  `train`
+means attention weights of 48 000 × heads × 64 × 64 floats per block (tens of GB); `jn.fit`
+now evaluates that final cost a chunk of columns at a time (`jaxnet.training.full_cost`), and
+the verified loop was kept.  `train`
 below makes the same updates (Adam after `clip_by_global_norm`, the hand-written
 `net._cost_and_grads`, the minibatches of `fit`'s per-epoch permutations) in compiled chunks of
 100 steps, reading the held-out cost between chunks; the script checks that it reproduces
