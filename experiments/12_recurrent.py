@@ -33,9 +33,11 @@ import numpy as np
 from common import (
     Claims,
     _atomic_write,
+    fence,
     markdown_table,
     out_dir,
     parser,
+    row_recorder,
     save_figure,
     write_results,
 )
@@ -51,10 +53,7 @@ Q = args.quick
 t_start = time.time()
 rows, extra = [], {"quick": Q}
 
-
-def row(part, measure, value):
-    rows.append({"part": part, "measure": measure, "value": value})
-    return value
+row = row_recorder(rows)
 
 
 # --- B. the adding problem (trained first: part A looks at these networks) ------------------------
@@ -310,10 +309,6 @@ md = (out / "results.md").read_text()
 md += f"\nB. The adding problem (hidden {ADD['hidden']}, {ADD['steps']} Adam steps of batch " \
       f"{ADD['batch_size']}, α = {ADD['learning_rate']}, clip {ADD['clip_norm']}):\n\n" \
       f"{markdown_table(add_table, add_columns)}\n"
-
-
-def fence(s):
-    return "```\n" + s.replace("```", "`​``") + "\n```"
 
 
 md += (f"\nC. Samples from the character LSTM (prompt {PROMPT!r}, temperature {TEMP}), "

@@ -50,9 +50,11 @@ from common import (
     RESULTS,
     Claims,
     _atomic_write,
+    fence,
     markdown_table,
     out_dir,
     parser,
+    row_recorder,
     save_figure,
     write_results,
 )
@@ -70,10 +72,7 @@ Q = args.quick
 t_start = time.time()
 rows, extra = [], {"quick": Q}
 
-
-def row(part, measure, value):
-    rows.append({"part": part, "measure": measure, "value": value})
-    return value
+row = row_recorder(rows)
 
 
 _last_lap = [time.time(), time.process_time()]
@@ -86,10 +85,6 @@ def lap(part):
     extra.setdefault("seconds", {})[part] = {"wall": round(wall, 1), "cpu": round(used, 1)}
     print(f"[{part}: {wall:.0f} s, CPU {used:.0f} s]", flush=True)
     _last_lap[:] = now, cpu
-
-
-def n_params(params):
-    return int(sum(a.size for a in jax.tree.leaves(params)))
 
 
 # --- the training loop: jn.fit's updates, in chunks, without the full-data cost at the end ------
@@ -230,11 +225,11 @@ for kind, net in char_models.items():
     seconds = time.time() - t0  # includes the held-out evaluations and the compilation
     after = text.sample(net, params, corpus, PROMPT, N_SAMPLE, key=k_after, temperature=TEMP)
     steps_v, bits_v = ev["bits"]
-    char[kind] = {"net": net, "params": params, "n_params": n_params(p0),
+    char[kind] = {"net": net, "params": params, "n_params": net.n_params(),
                   "bits0": bits_v[0], "bits": bits_v[-1], "seconds": seconds,
                   "val_step": steps_v, "val_bits": bits_v, "train_cost": costs,
                   "before": before, "after": after}
-    print(f"char {kind}: {n_params(p0)} parameters, {bits_v[0]:.3f} → {bits_v[-1]:.3f} bits/char "
+    print(f"char {kind}: {net.n_params()} parameters, {bits_v[0]:.3f} → {bits_v[-1]:.3f} bits/char "
           f"(unigram {uni:.3f}, bigram {bi:.3f}), {seconds:.0f} s", flush=True)
 
 lstm, tr = char["LSTM"], char["transformer"]
@@ -553,10 +548,6 @@ lap("C copying")
 # --- results ---------------------------------------------------------------------------------
 write_results(out, NAME, rows, claims, extra=extra, columns=["part", "measure", "value"])
 md = (out / "results.md").read_text()
-
-
-def fence(s):
-    return "```\n" + s.replace("```", "`​``") + "\n```"
 
 
 char_cols = list(char_table[0])

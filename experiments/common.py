@@ -84,6 +84,20 @@ def write_results(out: Path, name: str, rows: list[dict], claims: Claims, *,
     print(table)
 
 
+def row_recorder(rows: list[dict]):
+    """`row(part, measure, value)`: append one long-format row (`| part | measure | value |`)
+    to `rows` and return `value`, so a script records a number where it computes it."""
+    def row(part, measure, value):
+        rows.append({"part": part, "measure": measure, "value": value})
+        return value
+    return row
+
+
+def fence(s: str) -> str:
+    """`s` as a Markdown code block (a ``` inside it broken by a zero-width space)."""
+    return "```\n" + s.replace("```", "`\u200b``") + "\n```"
+
+
 def save_figure(fig, path: Path) -> None:
     """Save a matplotlib figure as PNG (atomically) and close it."""
     tmp = path.with_suffix(".tmp.png")

@@ -2,19 +2,14 @@
 a table with the CNN and MLP rows, and claims that hold (quick-aware forms)."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import run_experiment_quick
+
 NAME = "11_convolution"
 
 
 def test_convolution_experiment_quick(tmp_path):
-    proc = subprocess.run([sys.executable, f"experiments/{NAME}.py", "--quick", "--out",
-                           str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, \
-        f"exit {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    proc = run_experiment_quick(NAME, tmp_path)
     names = sorted(p.name for p in tmp_path.glob("*.png"))
     assert names == ["confusion_matrix.png", "filters_feature_maps.png",
                      "kernels_saliency.png"], names

@@ -2,19 +2,14 @@
 its tables, a char-LSTM checkpoint that loads, and claims that hold (quick-aware forms)."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
+
+from conftest import run_experiment_quick
 
 import jaxnet as jn
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def test_recurrent_experiment_quick(tmp_path):
-    proc = subprocess.run([sys.executable, "experiments/12_recurrent.py", "--quick", "--out",
-                           str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    run_experiment_quick("12_recurrent", tmp_path)
     names = sorted(p.name for p in tmp_path.glob("*.png"))
     assert names == ["adding_curves.png", "char_lstm.png", "gradients_through_time.png"], names
     md = (tmp_path / "results.md").read_text()
