@@ -3,6 +3,7 @@ import sys
 from pathlib import Path
 
 import jax
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,3 +31,21 @@ def run_experiment_quick(name: str, out: Path, timeout: int = 300) -> subprocess
     assert proc.returncode == 0, \
         f"exit {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     return proc
+
+
+# --- comparing a hand-written backward with jax.vjp (float64) ------------------------------
+def rel(a, b):
+    """Relative error ‖a − b‖ / max(‖a‖, ‖b‖) of two arrays of the same shape (0 if both 0)."""
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.shape == b.shape, (a.shape, b.shape)
+    scale = max(np.linalg.norm(a), np.linalg.norm(b))
+    return 0.0 if scale == 0 else float(np.linalg.norm(a - b) / scale)
+
+
+def assert_tree_close(manual, auto, tol=1e-10):
+    """Same tree, and every leaf within `tol` relative error (the failing leaf's path named)."""
+    assert jax.tree.structure(manual) == jax.tree.structure(auto)
+    for path, a, b in zip(jax.tree_util.tree_flatten_with_path(auto)[0],
+                          jax.tree.leaves(manual), jax.tree.leaves(auto)):
+        r = rel(a, b)
+        assert r <= tol, (jax.tree_util.keystr(path[0]), r)

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import assert_tree_close, rel
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from jax import lax
@@ -47,21 +48,6 @@ def init_np(layer, in_shape, seed=0, bias=0.1):
     params = {k: rng.normal(size=v.shape) * (1 / math.sqrt(math.prod(v.shape[1:])) if k == "W"
                                              else bias) for k, v in spec.items()}
     return params, tuple(box["out"])
-
-
-def rel(a, b):
-    a, b = np.asarray(a), np.asarray(b)
-    assert a.shape == b.shape, (a.shape, b.shape)
-    scale = max(np.linalg.norm(a), np.linalg.norm(b))
-    return 0.0 if scale == 0 else float(np.linalg.norm(a - b) / scale)
-
-
-def assert_tree_close(manual, auto, tol=TOL):
-    assert jax.tree.structure(manual) == jax.tree.structure(auto)
-    for path, a, b in zip(jax.tree_util.tree_flatten_with_path(auto)[0],
-                          jax.tree.leaves(manual), jax.tree.leaves(auto)):
-        r = rel(a, b)
-        assert r <= tol, (jax.tree_util.keystr(path[0]), r)
 
 
 # --- numpy references: direct loops over output pixels and examples ----------------------

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import assert_tree_close
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,21 +23,6 @@ FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive
 def run_compiled(fn, *args):
     """`jax.jit(fn)(*args)`, compiled with FAST_COMPILE."""
     return jax.jit(fn).lower(*args).compile(compiler_options=FAST_COMPILE)(*args)
-
-
-def rel(a, b):
-    a, b = np.asarray(a), np.asarray(b)
-    assert a.shape == b.shape, (a.shape, b.shape)
-    scale = max(np.linalg.norm(a), np.linalg.norm(b))
-    return 0.0 if scale == 0 else float(np.linalg.norm(a - b) / scale)
-
-
-def assert_tree_close(manual, auto, tol=TOL):
-    assert jax.tree.structure(manual) == jax.tree.structure(auto)
-    for path, a, b in zip(jax.tree_util.tree_flatten_with_path(auto)[0],
-                          jax.tree.leaves(manual), jax.tree.leaves(auto)):
-        r = rel(a, b)
-        assert r <= tol, (jax.tree_util.keystr(path[0]), r)
 
 
 # --- numpy references: direct loops over time steps and examples ---------------------------
