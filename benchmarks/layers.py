@@ -193,7 +193,7 @@ if torch is not None:
                 .permute(2, 0, 3, 1, 4)
             a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
             x = x + self.o(a.transpose(1, 2).reshape(m, T, d))
-            return x + self.fc2(F.relu(self.fc1(self.ln2(x))))
+            return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))  # exact erf GELU, as jaxnet
 
     class TorchTransformer(torch.nn.Module):
         """Pre-LN decoder: embedding + learned positions, blocks, LayerNorm, linear head."""

@@ -135,6 +135,40 @@ def test_chunks_give_the_same_result_as_one_call(toy):
     np.testing.assert_allclose(h1["cost"], h2["cost"], rtol=1e-6)
 
 
+def _plain_sgd_costs(net, params, X, Y, lr, steps):
+    """Costs J_1 … J_steps of plain SGD with jax.grad, in a Python loop (float64)."""
+    cost = jax.jit(lambda p: net.cost(p, X, Y))
+    grad = jax.jit(jax.grad(lambda p: net.cost(p, X, Y)))
+    out = []
+    for _ in range(steps):
+        out.append(float(cost(params)))
+        params = jax.tree.map(lambda a, g: a - lr * g, params, grad(params))
+    return np.array(out)
+
+
+def test_whole_blocks_then_single_steps_match_plain_sgd(toy):
+    """fit runs training.UNROLL steps per loop iteration while they fit, then one at a time:
+    151 steps = 2 blocks + 23 single steps; a tol that is met inside a block stops at the
+    same step as the plain loop says."""
+    net, params, X, Y = toy
+    with jax.enable_x64():
+        params64 = jax.tree.map(lambda a: a.astype(jnp.float64), params)
+        X64, Y64 = X.astype(jnp.float64), Y.astype(jnp.float64)
+        steps = 2 * training.UNROLL + 23
+        want = _plain_sgd_costs(net, params64, X64, Y64, 0.5, steps)
+        _, h = jn.fit(net, params64, X64, Y64, steps=steps, learning_rate=0.5, progress=False)
+        np.testing.assert_allclose(h["cost"], want, rtol=1e-12)
+        # a tol between two successive changes, so that the stop falls inside the second block
+        k = training.UNROLL + training.UNROLL // 2
+        tol = float(np.abs(np.diff(want))[k - 1:].max()) * 1.0001
+        first = 1 + int(np.argmax(np.abs(np.diff(want)) < tol))
+        assert training.UNROLL < first < 2 * training.UNROLL
+        _, h = jn.fit(net, params64, X64, Y64, steps=steps, learning_rate=0.5, tol=tol,
+                      progress=False)
+        assert h["stopped"] == "converged_cost" and h["steps_run"] == first + 1
+        np.testing.assert_allclose(h["cost"], want[:first + 1], rtol=1e-12)
+
+
 @pytest.mark.parametrize("kwargs,match", [
     ({"steps": 0, "learning_rate": 0.1}, "steps must be an int >= 1"),
     ({"steps": 10, "learning_rate": 0.0}, "learning_rate must be a finite number > 0"),
