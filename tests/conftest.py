@@ -1,10 +1,27 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-import jax
-import numpy as np
-import pytest
+# The suite is compile-bound (hundreds of small programs, each run a few times), so it compiles
+# with LLVM's optimisation level 0: the experiments' quick runs take about half the time, and
+# XLA's own HLO passes (fusion, simplification), which decide the numbers, still run.  Set
+# JAXNET_TEST_FULL_OPT=1 to test the code as users run it (XLA's default level).  Set before
+# jax is imported; subprocesses (CLI, experiments, 8-device tests) inherit it.
+O0 = "--xla_backend_optimization_level=0"
+if os.environ.get("JAXNET_TEST_FULL_OPT") != "1":
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {O0}".strip()
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+def full_opt_env() -> dict:
+    """The environment for a subprocess bound by run time, not compile time (where level 0 is
+    slower): the suite's XLA_FLAGS without the optimisation level."""
+    return dict(os.environ, XLA_FLAGS=os.environ.get("XLA_FLAGS", "").replace(O0, "").strip())
+
 
 ROOT = Path(__file__).resolve().parents[1]
 

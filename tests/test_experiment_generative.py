@@ -6,12 +6,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import full_opt_env
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(args, timeout=300):
+    # the GAN quick runs are bound by run time: XLA's default optimisation level is faster
     proc = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env=full_opt_env())
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     return proc
 

@@ -148,8 +148,12 @@ MULTI_DEVICE = textwrap.dedent("""
 """)
 
 
+# appended to the suite's XLA_FLAGS (tests/conftest.py), which the subprocess inherits
+EIGHT_DEVICES = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+
+
 def test_data_parallel_on_8_cpu_devices():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+    env = dict(os.environ, XLA_FLAGS=EIGHT_DEVICES,
                JAX_PLATFORMS="cpu")
     result = subprocess.run([sys.executable, "-c", MULTI_DEVICE], env=env, capture_output=True,
                             text=True, timeout=600)
@@ -205,7 +209,7 @@ MULTI_DEVICE_LAYERS = textwrap.dedent("""
 def test_data_parallel_sequential_on_8_cpu_devices():
     """mesh= on a Sequential: a CNN (4-D images) and a character LSTM (integer ids (T, m) as
     inputs and targets) train identically on one device and on 8, the examples split."""
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+    env = dict(os.environ, XLA_FLAGS=EIGHT_DEVICES,
                JAX_PLATFORMS="cpu")
     result = subprocess.run([sys.executable, "-c", MULTI_DEVICE_LAYERS], env=env,
                             capture_output=True, text=True, timeout=600)
