@@ -242,6 +242,13 @@ def test_maxpool_ties_go_to_the_first_maximum(size, stride):
                           X, dY)
         np.testing.assert_allclose(dX, np_maxpool_backward(X, size, stride or size, dY),
                                    rtol=0, atol=1e-15)
+        # jax.vjp of the forward follows the same rule at ties
+        vjp = jax.vjp(lambda X: layer.forward({}, X)[0], X)[1]
+        np.testing.assert_allclose(vjp(dY)[0], dX, rtol=1e-15, atol=1e-15)  # sums' order
+        # the cache also works across a jit boundary (what it keeps are arrays only)
+        cache = jax.jit(lambda X: layer.forward({}, X)[1])(X)
+        np.testing.assert_array_equal(
+            jax.jit(lambda c, dY: layer.backward({}, c, dY)[0])(cache, dY), dX)
         windows_with_ties = np.sum(np_pool(X, size, stride or size,
                                            lambda w: np.sum(w == w.max()) > 1))
         assert windows_with_ties > 10
