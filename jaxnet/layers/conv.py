@@ -369,7 +369,7 @@ class MaxPool2D(_Pool2D):
         offset), which XLA fuses; a scatter runs about 15 times slower on CPU.  Windows that do
         not overlap (stride = size, the usual pool) use the offsets the forward kept: each
         offset's share is `dA` where it was the first maximum, interleaved back (`_untile`);
-        measured 1.05–1.10x faster per digits-CNN training step (A/B in one process) than comparing `A_prev` with
+        measured 1.02–1.05x faster per digits-CNN training step (A/B in one process) than comparing `A_prev` with
         `A` here, which made XLA recompute the convolution's transposed output."""
         (kh, kw), stride = self.window, self.strides
         if "first" in cache:
