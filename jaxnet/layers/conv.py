@@ -368,9 +368,9 @@ class MaxPool2D(_Pool2D):
         row-major order; overlapping windows add up.  Mask-based (one strided slice per window
         offset), which XLA fuses; a scatter runs about 15 times slower on CPU.  Windows that do
         not overlap (stride = size, the usual pool) use the offsets the forward kept: each
-        offset's share is `dA` where it was the first maximum, interleaved back (`_untile`);
-        measured 1.02–1.05x faster per digits-CNN training step (A/B in one process) than comparing `A_prev` with
-        `A` here, which made XLA recompute the convolution's transposed output."""
+        offset's share is `dA` where it was the first maximum, interleaved back (`_untile`).
+        Comparing `A_prev` with `A` here instead made XLA recompute the convolution's
+        transposed output: a digits-CNN step was 1.02–1.10x slower (docs/layers/conv.md)."""
         (kh, kw), stride = self.window, self.strides
         if "first" in cache:
             first = cache["first"]
