@@ -7,10 +7,11 @@ jaxnet's own pure forward + loss (`net._cost`) with `jax.value_and_grad`: it mea
 autodiff of the same forward costs, written as a user would (a jitted step called from a Python
 loop, and the whole loop in one jitted `lax.scan`; the faster of the two is the baseline).
 PyTorch eager (nn.Conv2d / nn.MaxPool2d / nn.Linear, nn.LSTM / nn.RNN) starts from the same
-weights, ported; for the transformer torch runs a small pre-LN model of the same sizes from its
-own init (its loss is reported, not checked).  The script first checks that the final costs
-agree (relative `REL_TOL`) and stops otherwise; then times the implementations interleaved
-(round-robin, `--repeats` rounds) and reports medians, compile time of the first call apart.
+weights, ported; for the transformer torch runs a small pre-LN model of the same sizes (exact
+GELU, as jaxnet) from its own init (its loss is reported, not checked).  The script first
+checks that the final costs agree (relative `REL_TOL`) and stops otherwise; then times the
+implementations interleaved (round-robin, `--repeats` rounds) and reports medians, compile
+time of the first call apart.
 
     python benchmarks/layers.py                        # benchmarks/results/layers.{md,json}
     python benchmarks/layers.py --quick --out /tmp/b   # seconds: the smoke test
@@ -390,7 +391,7 @@ def markdown(env, results, tgts) -> str:
     lines += ["", "Plain JAX is `jax.value_and_grad(net._cost)`: jaxnet's own forward, "
               "differentiated by JAX. Torch ports jaxnet's initial weights for CNN, LSTM and RNN "
               f"(costs checked to agree within {REL_TOL:g}); its transformer (pre-LN, "
-              "`F.scaled_dot_product_attention`) starts from its own init, so its cost is not "
+              "exact GELU, `F.scaled_dot_product_attention`) starts from its own init, so its cost is not "
               "compared. Torch runs at the faster of 1 and 2 threads (probed per workload). "
               "Compile = first call − median call."]
     if torch is None:
