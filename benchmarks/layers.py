@@ -390,9 +390,9 @@ def markdown(env, results, tgts) -> str:
                             f"{v['output_size_in_bytes'] / 2**20:.1f}" for k, v in mem.items())]
     lines += ["", "Plain JAX is `jax.value_and_grad(net._cost)`: jaxnet's own forward, "
               "differentiated by JAX. Torch ports jaxnet's initial weights for CNN, LSTM and RNN "
-              f"(costs checked to agree within {REL_TOL:g}); its transformer (pre-LN, "
-              "exact GELU, `F.scaled_dot_product_attention`) starts from its own init, so its cost is not "
-              "compared. Torch runs at the faster of 1 and 2 threads (probed per workload). "
+              f"(costs checked to agree within {REL_TOL:g}); its transformer (pre-LN, exact "
+              "GELU, `F.scaled_dot_product_attention`) starts from its own init, so its cost is "
+              "not compared. Torch runs at the faster of 1 and 2 threads (probed per workload). "
               "Compile = first call − median call."]
     if torch is None:
         lines += ["", "PyTorch is not installed (`pip install -e .[bench]`): torch rows skipped."]

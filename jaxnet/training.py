@@ -292,7 +292,7 @@ def _loop(cfg: _Config, tx, state: _State, n, tol, param_tol, key, X, Y, X_val, 
     if cfg.chunk >= UNROLL and not (batched or cfg.validate or cfg.use_param_tol):
         # Whole blocks while they fit, then single steps for the rest, as two loops: one loop
         # choosing between `block` and `body` with a `cond` each iteration made every step of
-        # a short run (n < UNROLL) about 15 % slower on a transformer (XLA:CPU, measured).
+        # a short run (n < UNROLL) about 10 % slower on a transformer (XLA:CPU, A/B measured).
         carry = jax.lax.while_loop(lambda c: (c[2] + UNROLL <= n) & cond(c), block, carry)
     state, bufs, _ = jax.lax.while_loop(cond, body, carry)
     return state, bufs

@@ -77,16 +77,22 @@ def np_conv(X, W, b, stride, pads):
     return Z
 
 
+def _pairs(k, s):
+    """`(kh, kw), (sh, sw)` from an int or a pair each."""
+    return (k, k) if np.isscalar(k) else tuple(k), (s, s) if np.isscalar(s) else tuple(s)
+
+
 def np_pool(X, k, s, reduce):
     X = np.asarray(X)
     C, H, W, m = X.shape
-    Ho, Wo = (H - k) // s + 1, (W - k) // s + 1
+    (kh, kw), (sh, sw) = _pairs(k, s)
+    Ho, Wo = (H - kh) // sh + 1, (W - kw) // sw + 1
     out = np.zeros((C, Ho, Wo, m))
     for c in range(C):
         for y in range(Ho):
             for x in range(Wo):
                 for n in range(m):
-                    out[c, y, x, n] = reduce(X[c, y * s:y * s + k, x * s:x * s + k, n])
+                    out[c, y, x, n] = reduce(X[c, y * sh:y * sh + kh, x * sw:x * sw + kw, n])
     return out
 
 
@@ -95,13 +101,14 @@ def np_maxpool_backward(X, k, s, dY):
     X, dY = np.asarray(X), np.asarray(dY)
     dX = np.zeros_like(X)
     C, Ho, Wo, m = dY.shape
+    (kh, kw), (sh, sw) = _pairs(k, s)
     for c in range(C):
         for y in range(Ho):
             for x in range(Wo):
                 for n in range(m):
-                    win = X[c, y * s:y * s + k, x * s:x * s + k, n]
+                    win = X[c, y * sh:y * sh + kh, x * sw:x * sw + kw, n]
                     i, j = np.unravel_index(np.argmax(win), win.shape)  # argmax: first maximum
-                    dX[c, y * s + i, x * s + j, n] += dY[c, y, x, n]
+                    dX[c, y * sh + i, x * sw + j, n] += dY[c, y, x, n]
     return dX
 
 
@@ -231,7 +238,7 @@ def test_pool_backward_matches_vjp_and_numpy(size, stride, H, W, kind):
             assert rel(dX, np_maxpool_backward(X, size, stride or size, dY)) <= 1e-15
 
 
-@pytest.mark.parametrize("size, stride", [(2, None), (3, None), (3, 1), (3, 2)])
+@pytest.mark.parametrize("size, stride", [(2, None), (3, None), (3, 1), (3, 2), ((2, 3), None)])
 def test_maxpool_ties_go_to_the_first_maximum(size, stride):
     # Small integers: many windows hold their maximum twice or more.
     with jax.enable_x64(True):
