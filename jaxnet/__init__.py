@@ -28,6 +28,7 @@ from .gradcheck import TaylorResult as TaylorResult
 from .gradcheck import check_grad as check_grad
 from .gradcheck import check_gradients as check_gradients
 from .gradcheck import taylor_test as taylor_test
+from .layers import GRU as GRU
 from .layers import LSTM as LSTM
 from .layers import RNN as RNN
 from .layers import AvgPool2D as AvgPool2D
@@ -72,6 +73,7 @@ __all__ = [
     "Flatten",
     "RNN",
     "LSTM",
+    "GRU",
     "Embedding",
     "PositionalEmbedding",
     "LayerNorm",

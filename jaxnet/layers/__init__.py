@@ -5,7 +5,7 @@ for the derivations.
 
 * `dense`: `Dense` (the document's fully connected layer; `MLP` uses it too)
 * `conv`: `Conv2D`, `MaxPool2D`, `AvgPool2D`, `Flatten`
-* `recurrent`: `RNN`, `LSTM` (backpropagation through time)
+* `recurrent`: `RNN`, `LSTM`, `GRU` (backpropagation through time)
 * `embedding`: `Embedding`, `PositionalEmbedding`
 * `normalization`: `LayerNorm`
 * `attention`: `scaled_dot_product_attention`, `MultiHeadAttention`, `TransformerBlock`
@@ -27,10 +27,11 @@ from .dense import Dense as Dense
 from .embedding import Embedding as Embedding
 from .embedding import PositionalEmbedding as PositionalEmbedding
 from .normalization import LayerNorm as LayerNorm
+from .recurrent import GRU as GRU
 from .recurrent import LSTM as LSTM
 from .recurrent import RNN as RNN
 
 # Every layer type by class name, for checkpoints to rebuild an architecture.
 LAYER_TYPES = {cls.__name__: cls for cls in (
-    Dense, Conv2D, MaxPool2D, AvgPool2D, Flatten, RNN, LSTM, Embedding, PositionalEmbedding,
+    Dense, Conv2D, MaxPool2D, AvgPool2D, Flatten, RNN, LSTM, GRU, Embedding, PositionalEmbedding,
     LayerNorm, MultiHeadAttention, TransformerBlock)}

@@ -1,5 +1,5 @@
-"""Recurrent layers: the vanilla RNN and the LSTM, each forward beside its backpropagation
-through time (BPTT), written by hand.
+"""Recurrent layers: the vanilla RNN, the LSTM and the GRU, each forward beside its
+backpropagation through time (BPTT), written by hand.
 
 Sequences are `(n_x, T, m)`: features first, time on axis 1, examples last.  Inside, time is
 moved to the front (`(T, n_x, m)`) so that one `lax.scan` walks over it; each step is the
@@ -28,6 +28,20 @@ LSTM (`Wx (4H, n_x)`, `Wh (4H, H)`, `b (4H, 1)`, gate rows in PyTorch's order i,
     dZ_g     = dc_t ⊙ i ⊙ (1 − g²)          dZ_o = dh_t ⊙ tanh(c_t) ⊙ o(1 − o)
     dc_{t-1}^carried = dc_t ⊙ f
     dWx, dWh, db, dx_t, dh_0 as for the RNN with the stacked dZ_t (4H, m);  dc_0 = dc_1 ⊙ f_1
+
+GRU (`Wx (3H, n_x)`, `Wh (3H, H)`, `bx (3H, 1)`, `bh (3H, 1)`, gate rows in PyTorch's order
+r, z, n; two biases because `bh`'s n rows are multiplied by r):
+
+    A_t = Wx x_t + bx = [A_r; A_z; A_n],   B_t = Wh h_{t-1} + bh = [B_r; B_z; B_n]
+    r = σ(A_r + B_r),  z = σ(A_z + B_z),  n = tanh(A_n + r ⊙ B_n)
+    h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}
+
+    dh_t     = dy_t + Whᵀ dB_{t+1} + z_{t+1} ⊙ dh_{t+1}     (h_{t} feeds both B_{t+1} and h_{t+1})
+    dA_n     = dh_t ⊙ (1 − z) ⊙ (1 − n²)       dB_n = dA_n ⊙ r
+    dA_r     = dA_n ⊙ B_n ⊙ r(1 − r)           dB_r = dA_r
+    dA_z     = dh_t ⊙ (h_{t-1} − n) ⊙ z(1 − z)  dB_z = dA_z
+    dWx      = Σ_t dA_t x_tᵀ,   dbx = Σ_t Σ_columns dA_t,   dx_t = Wxᵀ dA_t
+    dWh      = Σ_t dB_t h_{t-1}ᵀ, dbh = Σ_t Σ_columns dB_t,  dh_0 = Whᵀ dB_1 + z_1 ⊙ dh_1
 
 As vector-Jacobian products these have no `1/m` (see `jaxnet.layers.base`).  The derivation is
 in `docs/layers/recurrent.md`.
@@ -81,15 +95,20 @@ def _init(layer, key, in_shape, dtype, gates, forget_bias=0.0):
     return params, ((layer.hidden, T) if layer.return_sequences else (layer.hidden,))
 
 
-def _check_input(layer, params, x, states, gates):
+def _check_input(layer, params, x, states, gates, biases=("b",)):
     """Static shape checks: params, `x (n_x, T, m)` with `T >= 1`, initial states `(H, m)`."""
     name, H = type(layer).__name__, layer.hidden
-    Wx, Wh, rows = params["Wx"], params["Wh"], gates * layer.hidden
-    if jnp.ndim(Wx) != 2 or Wx.shape[0] != rows or Wh.shape != (rows, H) \
-            or jnp.size(params["b"]) != rows:
-        raise ValueError(f"{name}({H}) expects params Wx ({rows}, n_x), Wh ({rows}, {H}), b with "
-                         f"{rows} entries, got Wx {Wx.shape}, Wh {Wh.shape}, b "
-                         f"{jnp.shape(params['b'])}")
+    rows = gates * layer.hidden
+    want = f"Wx ({rows}, n_x), Wh ({rows}, {H}), {', '.join(biases)} with {rows} entries"
+    keys = ("Wx", "Wh", *biases)
+    if not isinstance(params, dict) or set(params) != set(keys):
+        got = sorted(params) if isinstance(params, dict) else type(params).__name__
+        raise ValueError(f"{name}({H}) expects params {{{', '.join(keys)}}}: {want}, got {got}")
+    Wx, Wh = params["Wx"], params["Wh"]
+    if jnp.ndim(Wx) != 2 or Wx.shape[0] != rows or jnp.shape(Wh) != (rows, H) \
+            or any(jnp.size(params[b]) != rows for b in biases):
+        got = ", ".join(f"{k} {jnp.shape(params[k])}" for k in keys)
+        raise ValueError(f"{name}({H}) expects params {want}, got {got}")
     if jnp.ndim(x) != 3:
         raise ValueError(f"{name} expects input of shape (n_x, T, m), got shape {jnp.shape(x)}")
     if x.shape[0] != Wx.shape[1]:
@@ -352,3 +371,128 @@ class LSTM:
         """One time step `(n_x, m), (H, m), (H, m) -> (h, c)`, e.g. to generate a sequence."""
         h, c, _ = lstm_step(params["Wx"], params["Wh"], params["b"].reshape(-1, 1), x_t, h, c)
         return h, c
+
+
+# --- GRU --------------------------------------------------------------------------------------
+def gru_step(Wx, Wh, bx, bh, x_t, h_prev):
+    """One step: `(h_t, gates (3H, m), Nh (H, m))`, gates `[r; z; n]` after their activations,
+    `Nh = Wh_n h_{t-1} + bh_n` the n gate's recurrent part (the term `r` multiplies)."""
+    H = h_prev.shape[0]
+    A = Wx @ x_t + bx                    # [A_r; A_z; A_n] (3H, m)
+    B = Wh @ h_prev + bh                 # [B_r; B_z; B_n] (3H, m)
+    r = jax.nn.sigmoid(A[:H] + B[:H])
+    z = jax.nn.sigmoid(A[H:2 * H] + B[H:2 * H])
+    Nh = B[2 * H:]
+    n = jnp.tanh(A[2 * H:] + r * Nh)
+    h = (1 - z) * n + z * h_prev
+    return h, jnp.concatenate([r, z, n]), Nh
+
+
+def gru_forward(Wx, Wh, bx, bh, X, h0):
+    """`(Hs, G, Nh)` `(T, H, m)`, `(T, 3H, m)`, `(T, H, m)` for the time-major `X (T, n_x, m)`."""
+    def step(h_prev, x_t):
+        h, gates, Nh = gru_step(Wx, Wh, bx, bh, x_t, h_prev)
+        return h, (h, gates, Nh)
+    return lax.scan(step, h0, X)[1]
+
+
+def gru_backward(Wx, Wh, X, Hs, G, Nh, h0, dh_T, dY):
+    """BPTT, time-major: `(dX (T, n_x, m), dh0, dWx, dWh, dbx, dbh)`.
+
+    Reverse scan carrying `dh` and the weight-gradient sums; per step, with the gates
+    `r, z, n` of step t, `Nh = Wh_n h_{t-1} + bh_n`, and `A`, `B` the input and recurrent
+    pre-activations (`A = Wx x_t + bx`, `B = Wh h_{t-1} + bh`):
+    `dh = dY_t + dh`, `dA_n = dh ⊙ (1 − z) ⊙ (1 − n²)`,
+    `dA_r = dA_n ⊙ Nh ⊙ r(1 − r)`, `dA_z = dh ⊙ (h_{t-1} − n) ⊙ z(1 − z)`,
+    `dA = [dA_r; dA_z; dA_n]`, `dB = [dA_r; dA_z; dA_n ⊙ r]`,
+    `dWx += dA x_tᵀ`, `dbx += Σ dA`, `dWh += dB h_{t-1}ᵀ`, `dbh += Σ dB`, `dx_t = Wxᵀ dA`,
+    next `dh = Whᵀ dB + dh ⊙ z`.
+    """
+    H = Hs.shape[1]
+    WxT, WhT = _transposed(Wx), _transposed(Wh)
+
+    def step(carry, inputs):
+        dh_next, dWx, dWh, dbx, dbh = carry
+        x_t, h_prev, gates, Nh_t, dy_t = inputs
+        r, z, n = (gates[k * H:(k + 1) * H] for k in range(3))
+        dh = dh_next if dy_t is None else dh_next + dy_t
+        dA_n = dh * (1 - z) * (1 - n * n)
+        dA_rz = jnp.concatenate([dA_n * Nh_t * r * (1 - r), dh * (h_prev - n) * z * (1 - z)])
+        dA = jnp.concatenate([dA_rz, dA_n])
+        dB = jnp.concatenate([dA_rz, dA_n * r])
+        carry = (WhT @ dB + dh * z, dWx + dA @ x_t.T, dWh + dB @ h_prev.T,
+                 dbx + jnp.sum(dA, axis=1, keepdims=True),
+                 dbh + jnp.sum(dB, axis=1, keepdims=True))
+        return carry, WxT @ dA
+
+    b0 = jnp.zeros((Wh.shape[0], 1), Wh.dtype)
+    zeros = (jnp.zeros_like(Wx), jnp.zeros_like(Wh), b0, b0)
+    inputs = (X, _previous(h0, Hs), G, Nh, dY)
+    (dh0, dWx, dWh, dbx, dbh), dX = lax.scan(step, (dh_T, *zeros), inputs, reverse=True)
+    return dX, dh0, dWx, dWh, dbx, dbh
+
+
+@dataclass(frozen=True)
+class GRU:
+    """Gated recurrent unit, PyTorch's `nn.GRU`: gates stacked in the order r, z, n,
+
+        r = σ(Wx_r x_t + bx_r + Wh_r h_{t−1} + bh_r),  z = σ(Wx_z x_t + bx_z + Wh_z h_{t−1} + bh_z)
+        n = tanh(Wx_n x_t + bx_n + r ⊙ (Wh_n h_{t−1} + bh_n)),   h_t = (1 − z) ⊙ n + z ⊙ h_{t−1}
+
+    Arguments:
+        hidden: state size `H`.
+        return_sequences: output every state `(H, T, m)` (True) or only the last `(H, m)`.
+
+    Parameters: `Wx (3H, n_x)` (Glorot normal per gate), `Wh (3H, H)` (a random orthogonal
+    `(H, H)` block per gate), `bx (3H, 1)` and `bh (3H, 1)` (zeros).  Two biases, not one: `bh`'s
+    n rows sit inside `r ⊙ (…)`, so `bx_n` and `bh_n` are different parameters.  PyTorch's
+    `nn.GRU` ports over as `Wx = weight_ih_l0`, `Wh = weight_hh_l0`, `bx = bias_ih_l0[:, None]`,
+    `bh = bias_hh_l0[:, None]`.
+    """
+
+    hidden: int
+    return_sequences: bool = False
+
+    def __post_init__(self):
+        check_positive_int("GRU", "hidden", self.hidden)
+        if not isinstance(self.return_sequences, bool):
+            raise ValueError(f"GRU: return_sequences must be a bool, got {self.return_sequences!r}")
+
+    def init(self, key, in_shape, dtype=jnp.float32):
+        """`(params, out_shape)` for `in_shape = (n_x, T)`; `out_shape` is `(H, T)` or `(H,)`."""
+        params, out_shape = _init(self, key, in_shape, dtype, gates=3)
+        b = params.pop("b")
+        return {**params, "bx": b, "bh": jnp.zeros_like(b)}, out_shape
+
+    def forward(self, params, x, h0=None):
+        """`(y, cache)` for `x (n_x, T, m)` from the initial state `h0 (H, m)` (zeros by default);
+        `y (H, T, m)` with return_sequences, else `h_T (H, m)`."""
+        _check_input(self, params, x, {"h0": h0}, gates=3, biases=("bx", "bh"))
+        Wx, Wh = params["Wx"], params["Wh"]
+        bx, bh = params["bx"].reshape(-1, 1), params["bh"].reshape(-1, 1)
+        dtype = jnp.result_type(Wx, Wh, bx, bh, x)
+        X = jnp.moveaxis(jnp.asarray(x, dtype), 1, 0)
+        h0 = _state(h0, self.hidden, x.shape[2], dtype)
+        Hs, G, Nh = gru_forward(Wx, Wh, bx, bh, X, h0)
+        return _output(self, Hs), {"X": X, "Hs": Hs, "G": G, "Nh": Nh, "h0": h0}
+
+    def backward_with_state(self, params, cache, dy):
+        """`(dx (n_x, T, m), dh0 (H, m), {"Wx", "Wh", "bx", "bh"})` from `dy` shaped like `y`."""
+        _check_dy(self, cache, dy)
+        dh_T, dY = _upstream(self, dy)
+        dX, dh0, dWx, dWh, dbx, dbh = gru_backward(
+            params["Wx"], params["Wh"], cache["X"], cache["Hs"], cache["G"], cache["Nh"],
+            cache["h0"], dh_T, dY)
+        grads = {"Wx": dWx, "Wh": dWh, "bx": dbx.reshape(jnp.shape(params["bx"])),
+                 "bh": dbh.reshape(jnp.shape(params["bh"]))}
+        return jnp.moveaxis(dX, 0, 1), dh0, grads
+
+    def backward(self, params, cache, dy):
+        """`(dx (n_x, T, m), {"Wx", "Wh", "bx", "bh"})`: BPTT (formulas in the module)."""
+        dx, _, grads = self.backward_with_state(params, cache, dy)
+        return dx, grads
+
+    def step(self, params, x_t, h):
+        """One time step `(n_x, m), (H, m) -> (H, m)`, e.g. to generate a sequence."""
+        return gru_step(params["Wx"], params["Wh"], params["bx"].reshape(-1, 1),
+                        params["bh"].reshape(-1, 1), x_t, h)[0]
