@@ -368,8 +368,8 @@ def buggy_gru_backward(bug):
             # gate_order: the r and z rows swapped (an LSTM-style i, f order misread)
             dA_rz = [dA_z, dA_r] if bug == "gate_order" else [dA_r, dA_z]
             dA = jnp.concatenate([*dA_rz, dA_n])
-            # bh_n_outside_r: Keras' reset_after=False reading, n = tanh(A_n + B_n) for bh_n
-            dB = jnp.concatenate([*dA_rz, dA_n if bug == "bh_n_outside_r" else dA_n * r])
+            # r_not_in_dB_n: the factor r of r ⊙ B_n forgotten, dB_n = dA_n
+            dB = jnp.concatenate([*dA_rz, dA_n if bug == "r_not_in_dB_n" else dA_n * r])
             direct = 0 * dh if bug == "no_direct_dh" else dh * z  # h' = … + z ⊙ h dropped
             return (Wh.T @ dB + direct, dWx + dA @ x_t.T, dWh + dB @ h_prev.T,
                     dbx + dA.sum(1, keepdims=True), dbh + dB.sum(1, keepdims=True)), None
@@ -393,7 +393,7 @@ GRU_REC = ["['rec']['Wh']", "['rec']['Wx']", "['rec']['bh']", "['rec']['bx']"]
     ("lstm", "c_not_carried", REC),
     ("gru", "gate_order", GRU_REC),
     ("gru", "no_direct_dh", GRU_REC),
-    ("gru", "bh_n_outside_r", GRU_REC),
+    ("gru", "r_not_in_dB_n", GRU_REC),
 ], ids=lambda v: str(v) if not isinstance(v, list) else "")
 def test_planted_bugs_are_caught_with_the_leaf_named(kind, bug, failing):
     loss, grads, params, x, Y = network(kind)
@@ -404,7 +404,7 @@ def test_planted_bugs_are_caught_with_the_leaf_named(kind, bug, failing):
     assert report.failing == failing, str(report)
     if bug == "forget_dropped":  # the worst bias entry is a forget-gate row (H = 3: rows 3-5)
         assert 3 <= report["['rec']['b']"].worst_index[0] < 6, str(report)
-    if bug == "bh_n_outside_r":  # the worst bh entry is an n-gate row (H = 3: rows 6-8)
+    if bug == "r_not_in_dB_n":  # the worst bh entry is an n-gate row (H = 3: rows 6-8)
         assert 6 <= report["['rec']['bh']"].worst_index[0] < 9, str(report)
 
 
