@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .layers.registry import UnknownLayerType
 from .network import MLP
 from .sequential import Sequential
 
@@ -259,6 +260,8 @@ def _rebuild_net(path: Path, meta: dict, kind=None):
             return Sequential.from_config(arch)
         return MLP(sizes=tuple(arch["sizes"]), hidden=tuple(arch["hidden"]),
                    output=arch["output"], loss=arch["loss"])
+    except UnknownLayerType as err:  # a user's layer not registered in this process
+        raise CheckpointError(f"{path}: {err}") from err
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: invalid architecture in metadata ({err!r})") from err
 

@@ -29,6 +29,10 @@ import keyword
 REQUIRED = ("init", "forward", "backward")
 
 
+class UnknownLayerType(ValueError):
+    """A stored layer type that is not registered (and importing its module did not help)."""
+
+
 def _types() -> dict:
     from . import LAYER_TYPES  # the one registry, defined beside the built-in layers
 
@@ -142,7 +146,7 @@ def layer_from_config(entry: dict):
     types = _types()
     failed = _import_recorded_module(entry) if kind not in types else None
     if kind not in types:
-        raise ValueError(f"unknown layer type {kind!r}; known: {sorted(types)}. "
+        raise UnknownLayerType(f"unknown layer type {kind!r}; known: {sorted(types)}. "
                          f"{_how_to_register(entry, failed)}")
     options = {k: _from_json(v) for k, v in entry["options"].items()}
     return types[kind](**options)
