@@ -4,9 +4,9 @@ namespace), so the worked example (a GRU by hand: checked, trained, saved and lo
 import re
 
 import pytest
+from conftest import ROOT
 
 import jaxnet as jn
-from conftest import ROOT
 
 SECTION = "## Write your own layer"
 
