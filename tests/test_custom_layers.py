@@ -346,3 +346,15 @@ def test_sigmoid_output_without_backward_from_dZ_backpropagates_like_autodiff():
     want = step(step(step(p32)))
     for a, b in zip(jax.tree.leaves(trained), jax.tree.leaves(want)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_starting_from_the_logits_needs_backward_from_dZ():
+    D = jn.Sequential([jn.Dense(4, "tanh"), SigmoidOut(1)], input_shape=(3,))
+    with pytest.raises(ValueError, match=r"starts the discriminator's backward pass from its "
+                                         r"logits' gradient .*SigmoidOut\(n=1.*has no "
+                                         r"backward_from_dZ\(params, cache, dZ\); add it"):
+        jn.GAN(jn.Sequential([jn.Dense(3)], input_shape=(2,)), D)
+    params = D.init(jax.random.key(0))
+    _, caches = D.forward_cache(params, jnp.ones((3, 2)))
+    with pytest.raises(ValueError, match="needs the output layer's backward_from_dZ"):
+        D.backward_chain(params, caches, jnp.ones((1, 2)), from_logits=True)
