@@ -27,7 +27,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .layers.registry import UnknownLayerType
 from .network import MLP
 from .sequential import Sequential
 
@@ -248,6 +247,7 @@ def _read_metadata(path: Path, arrays: dict) -> dict:
 
 def _rebuild_net(path: Path, meta: dict, kind=None):
     """The `MLP` or `Sequential` the metadata describes."""
+    from .layers.registry import UnknownLayerType
     arch = meta.get("architecture")
     stored = arch.get("kind", "MLP") if isinstance(arch, dict) else None  # v1 files: MLP
     want = getattr(kind, "__name__", kind)

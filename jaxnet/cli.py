@@ -371,6 +371,13 @@ def one_line(message) -> str:
     return " ".join(str(message).split())
 
 
+def _import_arg(p) -> None:
+    p.add_argument("--import", dest="imports", action="append", metavar="MODULE",
+                   help="import this module first (repeatable): one that registers your own "
+                        "layers with jn.layers.register, when the module the checkpoint "
+                        "records cannot be imported (a class defined in a script)")
+
+
 def _model_args(p) -> None:
     p.add_argument("--model", choices=MODELS, default="mlp",
                    help="mlp: the flags below; cnn: the digits CNN; lstm / transformer: a "
@@ -398,13 +405,6 @@ def _model_args(p) -> None:
                    help="weight initializer (default: he for relu layers, glorot otherwise)")
     p.add_argument("--seed", type=seed, default=0,
                    help="seeds the data, the split, the initial weights and the batches")
-
-
-def _import_arg(p) -> None:
-    p.add_argument("--import", dest="imports", action="append", metavar="MODULE",
-                   help="import this module first (repeatable): one that registers your own "
-                        "layers with jn.layers.register, when the module the checkpoint "
-                        "records cannot be imported (a class defined in a script)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -208,15 +208,15 @@ class Sequential:
         loss = losses.get(self.loss)
         if _is_ids(Y, A):
             Y = jax.nn.one_hot(Y, A.shape[0], axis=0, dtype=A.dtype)
-        # The shortcut needs the output layer's backward_from_dZ; without it (a layer of your
-        # own may leave it out) the general path goes through its activation's backward.
-        if shortcut and loss.output == self.output \
-                and hasattr(self.layers[-1], "backward_from_dZ"):
+        if shortcut and loss.output == self.output:
             return "dZ", (A - Y) / count
         return "dA", loss.derivative(A, Y) / count
 
     def _backward(self, params, caches, Z, A, Y, *, shortcut=True):
         """Chain the layers' `backward` from the output gradient; returns the grads list."""
+        # The shortcut needs the output layer's backward_from_dZ; without it (a layer of your
+        # own may leave it out) the general path goes through its activation's backward.
+        shortcut = shortcut and hasattr(self.layers[-1], "backward_from_dZ")
         kind, d = self._output_grad(Z, A, Y, shortcut=shortcut)
         return self.backward_chain(params, caches, d, from_logits=kind == "dZ")[1]
 
