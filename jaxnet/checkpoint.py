@@ -247,6 +247,7 @@ def _read_metadata(path: Path, arrays: dict) -> dict:
 
 def _rebuild_net(path: Path, meta: dict, kind=None):
     """The `MLP` or `Sequential` the metadata describes."""
+    from .layers.registry import UnknownLayerType
     arch = meta.get("architecture")
     stored = arch.get("kind", "MLP") if isinstance(arch, dict) else None  # v1 files: MLP
     want = getattr(kind, "__name__", kind)
@@ -259,6 +260,8 @@ def _rebuild_net(path: Path, meta: dict, kind=None):
             return Sequential.from_config(arch)
         return MLP(sizes=tuple(arch["sizes"]), hidden=tuple(arch["hidden"]),
                    output=arch["output"], loss=arch["loss"])
+    except UnknownLayerType as err:  # a user's layer not registered in this process
+        raise CheckpointError(f"{path}: {err}") from err
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: invalid architecture in metadata ({err!r})") from err
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import math
+import os
 import sys
 import time
 import warnings
@@ -291,7 +293,22 @@ def cmd_gradcheck(args) -> int:
     return 0 if report.ok else 1
 
 
+def import_layers(modules) -> None:
+    """Make layers of the user's own loadable: the current directory joins the module search
+    path (after the installed packages), so a checkpoint's recorded module is found there, and
+    each ``--import`` module is imported (it registers its layers with jn.layers.register)."""
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+    for name in modules or ():
+        try:
+            importlib.import_module(name)
+        except Exception as err:  # noqa: BLE001 -- the user's module: one line, no traceback
+            raise ValueError(f"--import {name}: cannot import it ({type(err).__name__}: "
+                             f"{err})") from None
+
+
 def cmd_evaluate(args) -> int:
+    import_layers(args.imports)
     net, params, history, _ = load_checkpoint(args.checkpoint)
     recorded = history or {}
     name = args.dataset or recorded.get("dataset")
@@ -320,6 +337,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_sample(args) -> int:
+    import_layers(args.imports)
     net, params, history, _ = load_checkpoint(args.checkpoint)
     recorded = history or {}
     if recorded.get("dataset") != "text" or "vocab" not in recorded:
@@ -351,6 +369,13 @@ class _Parser(argparse.ArgumentParser):
 
 def one_line(message) -> str:
     return " ".join(str(message).split())
+
+
+def _import_arg(p) -> None:
+    p.add_argument("--import", dest="imports", action="append", metavar="MODULE",
+                   help="import this module first (repeatable): one that registers your own "
+                        "layers with jn.layers.register, when the module the checkpoint "
+                        "records cannot be imported (a class defined in a script)")
 
 
 def _model_args(p) -> None:
@@ -426,6 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="data set (default: the one recorded in the checkpoint)")
     p.add_argument("--seed", type=seed,
                    help="seed of the split (default: the one recorded in the checkpoint)")
+    _import_arg(p)
     p.set_defaults(run=cmd_evaluate)
 
     p = sub.add_parser("sample", formatter_class=_Formatter, help="write text with a model",
@@ -437,6 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=positive_float, default=0.8,
                    help="below 1: likelier characters; above 1: more varied")
     p.add_argument("--seed", type=seed, default=0, help="seeds the draws")
+    _import_arg(p)
     p.set_defaults(run=cmd_sample)
     return parser
 

@@ -161,9 +161,14 @@ class GAN:
                 raise ValueError(f"loss {self.loss!r} needs a discriminator ending in one "
                                  f"sigmoid unit (its logits are Z^[L]), got activation "
                                  f"{D.output!r}; use loss='least_squares' for an identity output")
+            # The losses' gradients are with respect to the logits; turning them into dA^[L]
+            # would divide by σ'(Z), which underflows where D is sure: the shortcut is needed.
             if not hasattr(D.layers[-1], "backward_from_dZ"):
-                raise ValueError(f"the discriminator's last layer {D.layers[-1]!r} has no "
-                                 "backward_from_dZ, needed to start from the logits' gradient")
+                raise ValueError(f"loss {self.loss!r} starts the discriminator's backward pass "
+                                 f"from its logits' gradient dZ^[L], but its last layer "
+                                 f"{D.layers[-1]!r} has no backward_from_dZ(params, cache, dZ); "
+                                 "add it (docs/layers.md, 'Write your own layer') or use "
+                                 "loss='least_squares' with an identity output")
         object.__setattr__(self, "_G", G)
         object.__setattr__(self, "_D", D)
 
@@ -235,6 +240,9 @@ class GAN:
     def _scores(self, dp, X):
         """`(scores, D's output, caches)`: scores are the logits `Z^[L]` or the output `A^[L]`."""
         Z_L, A_L, caches = self._D._forward(dp, X)
+        if LOSSES[self.loss].from_logits and Z_L is A_L:  # no "Z" in the cache: no logits
+            raise ValueError(f"loss {self.loss!r} needs the logits Z^[L]: the discriminator's "
+                             f"last layer {self._D.layers[-1]!r} must keep them as cache['Z']")
         return (Z_L if LOSSES[self.loss].from_logits else A_L), A_L, caches
 
     def _d_cost(self, params, X_real, Z):

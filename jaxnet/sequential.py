@@ -19,7 +19,6 @@ a large vocabulary.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -28,20 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import activations, losses
+from .layers import protocol, registry
 from .validation import concrete
-
-
-def _shape_of(layer, key, in_shape, dtype):
-    """`(param shapes, out_shape)` of `layer.init` without computing any array."""
-    box = {}
-
-    def init(k):
-        params, out_shape = layer.init(k, in_shape, dtype=dtype)
-        box["out"] = tuple(int(s) for s in out_shape)
-        return params
-
-    shapes = jax.eval_shape(init, key)
-    return jax.tree.map(lambda s: (tuple(s.shape), s.dtype), shapes), box["out"]
 
 
 @dataclass(frozen=True)
@@ -74,6 +61,7 @@ class Sequential:
             if missing or isinstance(layer, type):
                 raise TypeError(f"layer {i} ({layer!r}) is not a layer instance: it needs "
                                 f"init, forward and backward methods (missing {missing})")
+            protocol.check_layer_object(i, layer)
         try:
             shape = tuple(self.input_shape)
         except TypeError:
@@ -106,7 +94,10 @@ class Sequential:
             spec, shape = [], self.input_shape
             for i, layer in enumerate(self.layers):
                 try:
-                    params, out = _shape_of(layer, jax.random.key(0), shape, jnp.dtype(dtype))
+                    params, out = protocol.eval_init(i, layer, jax.random.key(0), shape,
+                                                     jnp.dtype(dtype))
+                except protocol.ProtocolError:
+                    raise
                 except (ValueError, TypeError) as err:
                     raise ValueError(f"layer {i} ({layer!r}) does not accept input of shape "
                                      f"{shape} (m left out): {err}") from None
@@ -182,8 +173,10 @@ class Sequential:
     def _forward(self, params, X):
         """`(Z^[L], A^[L], caches)`; `Z^[L]` is the output layer's pre-activation (or `A^[L]`)."""
         A, caches = X, []
-        for layer, p in zip(self.layers, params):
-            A, cache = layer.forward(p, A)
+        for l, (layer, p, (_, _, out)) in enumerate(zip(self.layers, params, self._spec())):
+            result = layer.forward(p, A)
+            protocol.check_forward(l, layer, result, out, X.shape[-1])  # at trace time: free
+            A, cache = result
             caches.append(cache)
         last = caches[-1]
         Z = last["Z"] if isinstance(last, dict) and "Z" in last else A
@@ -221,6 +214,9 @@ class Sequential:
 
     def _backward(self, params, caches, Z, A, Y, *, shortcut=True):
         """Chain the layers' `backward` from the output gradient; returns the grads list."""
+        # The shortcut needs the output layer's backward_from_dZ; without it (a layer of your
+        # own may leave it out) the general path goes through its activation's backward.
+        shortcut = shortcut and hasattr(self.layers[-1], "backward_from_dZ")
         kind, d = self._output_grad(Z, A, Y, shortcut=shortcut)
         return self.backward_chain(params, caches, d, from_logits=kind == "dZ")[1]
 
@@ -228,13 +224,26 @@ class Sequential:
         """`(dX, grads)`: the layers' `backward` chained from `dŶ` (or from `dZ^[L]` with
         ``from_logits=True``) down to the input.  `dX` is what a network feeding this one
         (a GAN's generator) continues from; None for integer inputs."""
+        if from_logits and not hasattr(self.layers[-1], "backward_from_dZ"):
+            raise ValueError(f"backward_chain(..., from_logits=True) starts from dZ^[L], which "
+                             f"needs the output layer's backward_from_dZ; "
+                             f"{self.layers[-1]!r} has none: pass dŶ with from_logits=False")
         grads = [None] * self.L
+        m = d.shape[-1]
         for l in reversed(range(self.L)):
             layer = self.layers[l]
-            if l == self.L - 1 and from_logits:
-                d, grads[l] = layer.backward_from_dZ(params[l], caches[l], d)
+            from_dZ = l == self.L - 1 and from_logits
+            if from_dZ:
+                result = layer.backward_from_dZ(params[l], caches[l], d)
             else:
-                d, grads[l] = layer.backward(params[l], caches[l], d)
+                result = layer.backward(params[l], caches[l], d)
+            # dx of the first layer may be None (integer ids); every other dx must be there
+            x_shape = None if l == 0 else (*self._spec()[l][1], m)
+            protocol.check_backward(l, layer, result, params[l], x_shape, from_dZ=from_dZ)
+            d, grads[l] = result
+        if d is not None and tuple(d.shape) != (*self.input_shape, m):
+            protocol.fail(0, self.layers[0], f"{protocol.BACKWARD}: dx must have the input's "
+                          f"shape {(*self.input_shape, m)}", f"it has shape {tuple(d.shape)}")
         return d, grads
 
     def _backprop(self, params, X, Y, *, shortcut=True):
@@ -339,24 +348,18 @@ class Sequential:
         return sum(math.prod(s) for params, _, _ in self._spec() for s, _ in params.values())
 
     def to_config(self) -> dict:
-        """A JSON-able description that `Sequential.from_config` rebuilds (checkpoints)."""
+        """A JSON-able description that `Sequential.from_config` rebuilds (checkpoints), or
+        a ValueError naming the layer when one could not be rebuilt: its class is not
+        registered (`jaxnet.layers.register`), it is not a dataclass, or its fields do not
+        survive JSON."""
         return {"input_shape": list(self.input_shape), "loss": self.loss,
-                "layers": [{"type": type(layer).__name__,
-                            "options": {f.name: _jsonable(getattr(layer, f.name))
-                                        for f in dataclasses.fields(layer)}}
-                           for layer in self.layers]}
+                "layers": [registry.layer_config(i, layer) for i, layer in enumerate(self.layers)]}
 
     @classmethod
     def from_config(cls, config: dict) -> Sequential:
-        from .layers import LAYER_TYPES
-
-        layers = []
-        for entry in config["layers"]:
-            kind = entry["type"]
-            if kind not in LAYER_TYPES:
-                raise ValueError(f"unknown layer type {kind!r}; known: {sorted(LAYER_TYPES)}")
-            options = {k: _from_json(v) for k, v in entry["options"].items()}
-            layers.append(LAYER_TYPES[kind](**options))
+        """The network `to_config` described; a layer type not registered yet is looked up by
+        importing the module the config records (see `jaxnet.layers.registry`)."""
+        layers = [registry.layer_from_config(entry) for entry in config["layers"]]
         return cls(tuple(layers), input_shape=tuple(config["input_shape"]), loss=config["loss"])
 
     # dataclass's eq/hash cover layers, input_shape and loss; the shape cache is not a field.
@@ -373,18 +376,6 @@ def as_sequential(net) -> Sequential:
 
     return Sequential(tuple(Dense(n, g) for n, g in zip(net.sizes[1:], net.activations)),
                       input_shape=(net.sizes[0],), loss=net.loss)
-
-
-def _jsonable(value):
-    if isinstance(value, tuple):
-        return {"tuple": [_jsonable(v) for v in value]}
-    return value
-
-
-def _from_json(value):
-    if isinstance(value, dict) and set(value) == {"tuple"}:
-        return tuple(_from_json(v) for v in value["tuple"])
-    return value
 
 
 def _is_ids(Y, A) -> bool:

@@ -9,6 +9,8 @@ for the derivations.
 * `embedding`: `Embedding`, `PositionalEmbedding`
 * `normalization`: `LayerNorm`
 * `attention`: `scaled_dot_product_attention`, `MultiHeadAttention`, `TransformerBlock`
+* `registry`: `register` a layer of your own so that checkpoints rebuild it
+* `protocol`: the protocol's rules, checked where `Sequential` meets a layer
 """
 
 from .attention import MultiHeadAttention as MultiHeadAttention
@@ -30,8 +32,10 @@ from .normalization import LayerNorm as LayerNorm
 from .recurrent import GRU as GRU
 from .recurrent import LSTM as LSTM
 from .recurrent import RNN as RNN
+from .registry import register as register
 
-# Every layer type by class name, for checkpoints to rebuild an architecture.
+# Every layer type by class name, for checkpoints to rebuild an architecture (`register` adds
+# a user's layer).
 LAYER_TYPES = {cls.__name__: cls for cls in (
     Dense, Conv2D, MaxPool2D, AvgPool2D, Flatten, RNN, LSTM, GRU, Embedding, PositionalEmbedding,
     LayerNorm, MultiHeadAttention, TransformerBlock)}

@@ -3,15 +3,18 @@
 A layer is a frozen, hashable dataclass (it holds no arrays) with three methods, written side by
 side in its module:
 
-    params, out_shape = layer.init(key, in_shape)   # params: a dict of arrays ({} if none)
-    y, cache = layer.forward(params, x)             # pure; cache = what backward needs
-    dx, grads = layer.backward(params, cache, dy)   # hand-written vector-Jacobian product
+    params, out_shape = layer.init(key, in_shape, dtype)  # params: a dict of dtype arrays
+    y, cache = layer.forward(params, x)                   # pure; cache = what backward needs
+    dx, grads = layer.backward(params, cache, dy)         # hand-written vector-Jacobian product
 
 Examples are the **last axis** of `x` and `y` (a batch of vectors is `(n, m)`, of images
 `(C, H, W, m)`, of sequences `(n, T, m)`); `in_shape` and `out_shape` leave `m` out.
 `backward` returns the gradients of `sum(dy * y)` with respect to `x` and to each parameter:
 it has no `1/m` (the cost brings it in through `dY = ∂J/∂Ŷ`) and never calls `jax.grad`,
 `jax.vjp` or `jax.linear_transpose`.  `dx` is `None` for integer inputs (token ids).
+An output layer may add `backward_from_dZ(params, cache, dZ)` (the `A − Y` shortcut; optional).
+`protocol` checks these rules where `Sequential` meets a layer; `registry.register` lets
+checkpoints rebuild a layer of your own (docs/layers.md, "Write your own layer").
 """
 
 from __future__ import annotations
