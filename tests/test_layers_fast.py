@@ -168,6 +168,16 @@ def test_conv2d(layer, x_shape, stride, pads):
               backward=layer.backward_from_dZ)
 
 
+def test_same_padding_worked_by_hand():
+    same_padding = jn.layers.conv.same_padding
+    # total = max((ceil(size / s) − 1)·s + k − size, 0), the odd one at the bottom/right
+    assert same_padding(5, 3, 2) == (1, 1)
+    assert same_padding(4, 3, 2) == (0, 1)
+    assert same_padding(6, 4, 1) == (1, 2)
+    assert same_padding(4, 1, 2) == (0, 0)   # the formula gives −1: no padding, never negative
+    assert same_padding(5, 1, 3) == (0, 0)
+
+
 def np_pool(x, window, stride, kind, dA=None):
     """`A` and (given `dA`) `dA_prev` by loops: max routes to the first maximum (row-major)."""
     x = np.asarray(x)
@@ -221,8 +231,8 @@ def test_pooling_with_ties(cls, size, stride, x_shape):
 
 def test_flatten():
     layer = Flatten()
-    x = rnd(1, 2, 3, 2, 2)
-    check_vjp(layer, {}, x, y_ref=np.asarray(x).reshape(12, 2))
+    x = rnd(1, 2, 3, 2, 5)  # C ≠ m: the examples axis is the last one
+    check_vjp(layer, {}, x, y_ref=np.asarray(x).reshape(12, 5))
 
 
 # --- recurrent ---------------------------------------------------------------------------------
@@ -307,6 +317,10 @@ def test_embedding_repeated_ids():
     y, dx, grads = check_vjp(layer, params, ids, diff_x=False,
                              y_ref=np.asarray(params["E"])[:, np.asarray(ids)])
     assert np.all(np.asarray(grads["E"])[:, 3] == 0)
+    for bad, n, first in (([[0, 5], [-1, 4]], 2, 5), ([[0, 1], [5, 0]], 1, 5),
+                          ([[1, -1]], 1, -1)):
+        with pytest.raises(ValueError, match=rf"got {n} outside it \(e.g. {first}\)"):
+            layer.forward(params, jnp.asarray(bad))
 
 
 @pytest.mark.parametrize("kind", ["learned", "sinusoidal"])
@@ -334,6 +348,8 @@ def test_layernorm():
     y_ref = np.asarray(params["gamma"])[:, :, None] * (xn - mu) / np.sqrt(var + 1e-5) \
         + np.asarray(params["beta"])[:, :, None]
     check_vjp(layer, params, x, y_ref=y_ref)
+    x2 = x[:, 0]  # (d, m): the smallest input, features and examples only
+    close("y (d, m)", layer.forward(params, x2)[0], y_ref[:, 0])
 
 
 # --- attention ---------------------------------------------------------------------------------
@@ -388,6 +404,21 @@ def test_scaled_dot_product_attention(masked):
         close("d" + name, a, b)
     if masked:
         assert np.all(np.asarray(manual[0])[:, 2, 1] == 0)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_attention_large_scores_stay_finite(masked):
+    """Scores near 1000: exp overflows unless the row maximum is subtracted first."""
+    d_k, T, m = 2, 3, 2
+    Q, K, V = rnd(1, d_k, T, m, scale=30.0), rnd(2, d_k, T, m, scale=30.0), rnd(3, d_k, T, m)
+    mask = jnp.asarray(np.tril(np.ones((T, T), bool)).T) if masked else None  # (T_k, T_q)
+    out, weights = jax.jit(scaled_dot_product_attention)(Q, K, V, mask)
+    out_ref, w_ref = np_attention(Q, K, V, None if mask is None
+                                  else np.broadcast_to(np.asarray(mask)[:, :, None], (T, T, m)))
+    S = np.einsum("dkm,dqm->kqm", np.asarray(K), np.asarray(Q)) / math.sqrt(d_k)
+    assert S.max() > 800  # exp(S) alone would overflow
+    close("out", out, out_ref)
+    close("weights", weights, w_ref)
 
 
 def np_mha(p, x, heads, causal):
