@@ -553,7 +553,8 @@ def test_as_sequential_computes_the_mlp():
     X = rnd(1, 2, 4)
     seq = jn.sequential.as_sequential(net)
     assert seq.loss == net.loss and seq.output == "softmax"
-    close("forward", seq.forward(params, X), net.forward(params, X))
+    got, want = compiled(lambda p, X: (seq.forward(p, X), net.forward(p, X)), params, X)
+    close("forward", got, want)
 
 
 # --- GAN: the losses beside their gradients, and both players' backprop ---------------------------
