@@ -162,7 +162,10 @@ def test_conv2d(layer, x_shape, stride, pads):
     x = rnd(3, *x_shape)
     assert layer.pads(*x_shape[1:3]) == pads
     Z = np_conv(params["W"], params["b"], x, stride, pads)
-    check_vjp(layer, params, x, y_ref=np_act(layer.activation, Z))
+    y, _, _ = check_vjp(layer, params, x, y_ref=np_act(layer.activation, Z))
+    init_params, out_shape = layer.init(jax.random.key(0), x_shape[:3], dtype=jnp.float64)
+    assert out_shape == y.shape[:3]  # the shape init announces is the one forward makes
+    assert {k: v.shape for k, v in init_params.items()} == {k: v.shape for k, v in params.items()}
     check_vjp(layer, params, x, forward=lambda p, x: (layer.forward(p, x)[1]["Z"],
                                                       layer.forward(p, x)[1]),
               backward=layer.backward_from_dZ)
@@ -205,9 +208,9 @@ def np_pool(x, window, stride, kind, dA=None):
 
 @pytest.mark.parametrize("cls, size, stride, x_shape", [
     (MaxPool2D, (2, 3), None, (2, 5, 7, 2)),     # non-overlapping, rows/columns left over
-    (MaxPool2D, (3, 2), (2, 1), (1, 7, 5, 2)),   # overlapping windows
+    (MaxPool2D, (3, 2), (2, 1), (2, 7, 5, 2)),   # overlapping windows
     (AvgPool2D, (2, 3), None, (2, 5, 7, 2)),
-    (AvgPool2D, (2, 3), (1, 2), (1, 4, 7, 2)),
+    (AvgPool2D, (2, 3), (1, 2), (2, 4, 7, 2)),
 ])
 def test_pooling_with_ties(cls, size, stride, x_shape):
     layer = cls(size, stride)
