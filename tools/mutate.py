@@ -368,6 +368,7 @@ def main(argv=None) -> int:
         if not path.is_file():
             ap.error(f"no such file: {f}")
         mutants += find_mutants(path, root)
+    every_id = {m.id for m in mutants}  # before any selection: for the stale-equivalents check
     if args.match:
         mutants = [m for m in mutants if args.match in m.id]
     if args.functions:
@@ -452,9 +453,9 @@ def main(argv=None) -> int:
     finally:
         for w in workdirs:
             shutil.rmtree(w, ignore_errors=True)
-    complete = args.limit is None and len(results) == len(mutants)
+    complete = len(results) == len(mutants)
     score = report(results, mutants, time.perf_counter() - t_start, args.json)
-    stale = sorted(k for k in set(equivalent) - {m.id for m in mutants}
+    stale = sorted(k for k in set(equivalent) - every_id
                    if k.split(":")[0] in args.files)
     if complete and stale:
         print(f"warning: {len(stale)} ids in {args.equivalent} match no mutant (the code moved?): "
