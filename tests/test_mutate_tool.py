@@ -80,3 +80,32 @@ def test_list_and_one_killed_one_surviving(tmp_path):
     assert "score: 1/2 non-equivalent mutants killed = 50.0%" in out.stdout
     assert "survivors" in out.stdout and "  pkg/mod.py:9:13:-->+" in out.stdout
     assert (root / "pkg" / "mod.py").read_text() == SOURCE  # the sources are never touched
+
+
+def test_function_names_and_the_backward_scope(tmp_path):
+    tool = load_tool()
+    path = tmp_path / "m.py"
+    path.write_text("X = 1\n\n\nclass A:\n    def forward(self, x):\n        return x * 2\n\n"
+                    "    def __post_init__(self):\n        assert self.n > 0\n\n\n"
+                    "def rnn_backward(d):\n    def step(c):\n        return c + 1\n    return step(d)\n")
+    where = {m.line: m.function for m in tool.find_mutants(path, tmp_path)}
+    assert where == {1: "<module>", 6: "A.forward", 9: "A.__post_init__",
+                     14: "rnn_backward.step"}
+    in_scope = tool.SCOPES["backward"]
+    assert [in_scope(f) for f in ("<module>", "A.forward", "A.__post_init__", "rnn_backward.step",
+                                  "Conv2D._check", "train.run", "GAN._d_grads")] == \
+        [False, True, False, True, False, False, True]
+
+
+def test_default_scope_maps_every_layer_module_to_existing_fast_tests():
+    tool = load_tool()
+    modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "jaxnet" / "layers").glob("*.py")}
+    assert modules | {"jaxnet/sequential.py", "jaxnet/gan.py"} <= set(tool.DEFAULT_TESTS)
+    fast = (ROOT / "tests" / "test_layers_fast.py").read_text()
+    for module in modules | {"jaxnet/sequential.py", "jaxnet/gan.py"}:
+        tests = tool.DEFAULT_TESTS[module]
+        assert tests[0].startswith("tests/test_layers_fast.py"), module  # the fast proofs first
+        for t in tests:
+            path, _, name = t.partition("::")
+            assert (ROOT / path).is_file(), t
+            assert not name or f"def {name}(" in fast, t

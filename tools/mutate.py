@@ -23,12 +23,14 @@ file:line:col and the mutation, to be either killed by a new test or listed as e
 from __future__ import annotations
 
 import argparse
+import ast
 import concurrent.futures as cf
 import io
 import json
 import keyword
 import os
 import random
+import re
 import shlex
 import shutil
 import signal
@@ -37,20 +39,63 @@ import sys
 import tempfile
 import time
 import tokenize
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# The fast tests that should kill the mutants of each file (paths relative to the root).
+# The fast tests that should kill the mutants of each file (paths or pytest node ids relative to
+# the root), in the order they run: pytest stops at the first failure (-x), so the focused proofs
+# of tests/test_layers_fast.py come first and kill most mutants in seconds; the family's own test
+# file follows (a survivor of the fast tests costs its whole run).
+FAST = "tests/test_layers_fast.py::"
 DEFAULT_TESTS = {
     "jaxnet/activations.py": ["tests/test_activations.py"],
     "jaxnet/losses.py": ["tests/test_losses.py"],
     "jaxnet/backprop.py": ["tests/test_backprop.py"],
     "jaxnet/formulas.py": ["tests/test_formulas.py"],
     "jaxnet/gradcheck.py": ["tests/test_gradcheck.py"],
+    "jaxnet/layers/__init__.py": ["tests/test_layers_fast.py"],
+    "jaxnet/layers/base.py": ["tests/test_layers_fast.py", "tests/test_layers_conv.py"],
+    "jaxnet/layers/dense.py": [FAST + "test_dense", FAST + "test_transformer_block_causal",
+                               FAST + "test_sequential_backprop_equals_grad_of_cost",
+                               "tests/test_sequential.py"],
+    "jaxnet/layers/conv.py": [FAST + "test_conv2d", FAST + "test_pooling_with_ties",
+                              FAST + "test_flatten", FAST + "test_same_padding_worked_by_hand",
+                              "tests/test_layers_conv.py"],
+    "jaxnet/layers/recurrent.py": [FAST + "test_recurrent_with_initial_states",
+                                   "tests/test_layers_recurrent.py"],
+    "jaxnet/layers/embedding.py": [FAST + "test_embedding_repeated_ids",
+                                   FAST + "test_positional_embedding",
+                                   "tests/test_layers_attention.py"],
+    "jaxnet/layers/normalization.py": [FAST + "test_layernorm",
+                                       FAST + "test_transformer_block_causal",
+                                       "tests/test_layers_attention.py"],
+    "jaxnet/layers/attention.py": [FAST + "test_scaled_dot_product_attention",
+                                   FAST + "test_attention_large_scores_stay_finite",
+                                   FAST + "test_multi_head_attention",
+                                   FAST + "test_transformer_block_causal",
+                                   "tests/test_layers_attention.py"],
+    "jaxnet/sequential.py": [FAST + "test_sequential_backprop_equals_grad_of_cost",
+                             FAST + "test_as_sequential_computes_the_mlp",
+                             FAST + "test_gan_backprop_equals_grad", "tests/test_sequential.py"],
+    "jaxnet/gan.py": [FAST + "test_gan_losses_and_their_gradients",
+                      FAST + "test_gan_backprop_equals_grad", "tests/test_gan.py"],
 }
+# `--scope backward`: the code a hand-written gradient depends on (forward, cost, backward and
+# the shapes they use).  A mutant is left out when any enclosing function (by name, at any
+# nesting level) is one of these: parameter initialisation, input validation, configuration,
+# description, the GAN's training loop and checkpoints.  Module-level code is left out too.
+NOT_BACKWARD = frozenset("""
+    __post_init__ __str__ __getstate__ init _init _init_params _orthogonal_blocks conv_weights
+    _pair _padding_pair _as_option describe n_params to_config from_config _jsonable _from_json
+    _spec _shape_of shapes output_shape L noise noise_shape noise_dim sample_shape
+    train save load load_checkpoint _per_player _chunk _game_step _d_update _as_network
+""".split())
+SCOPES = {"backward": lambda qualname: qualname != "<module>" and not any(
+    part in NOT_BACKWARD or part.startswith(("_check", "check_"))
+    for part in qualname.split("."))}
 DEFAULT_EQUIVALENT = ROOT / "tools" / "equivalent_mutants.txt"
 NO_MUTATE = "pragma: no mutate"
 
@@ -79,6 +124,7 @@ class Mutant:
     kind: str
     original: str
     replacement: str
+    function: str = field(default="<module>", compare=False)  # enclosing def, e.g. "Dense.backward"
 
     @property
     def id(self) -> str:
@@ -118,9 +164,31 @@ def _const_replacements(text: str) -> list[str]:
     return [format((value * 10).normalize(), "g")]
 
 
+def function_names(source: str) -> list[str]:
+    """The qualified name of the innermost function around each line (index 0 is line 1):
+    ``"Dense.backward"``, ``"rnn_backward.step"`` (a nested def), ``"<module>"`` outside any."""
+    names = ["<module>"] * (len(source.splitlines()) + 1)
+
+    def visit(node, prefix):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                name = prefix + child.name
+                if not isinstance(child, ast.ClassDef):
+                    first = min([d.lineno for d in child.decorator_list] + [child.lineno])
+                    for line in range(first, child.end_lineno + 1):
+                        names[line - 1] = name
+                visit(child, name + ".")
+            else:
+                visit(child, prefix)
+
+    visit(ast.parse(source), "")
+    return names
+
+
 def find_mutants(path: Path, root: Path = ROOT) -> list[Mutant]:
     """Every single-token mutant of one Python file, in source order."""
     source = path.read_text()
+    functions = function_names(source)
     rel = path.resolve().relative_to(root.resolve()).as_posix()
     lines = source.splitlines()
     toks = [t for t in tokenize.generate_tokens(io.StringIO(source).readline)
@@ -134,7 +202,7 @@ def find_mutants(path: Path, root: Path = ROOT) -> list[Mutant]:
         prev = toks[i - 1] if i else None
         nxt = toks[i + 1] if i + 1 < len(toks) else None
         def add(kind, repl, end=end_col, orig=tok.string, line=line, col=col):
-            out.append(Mutant(rel, line, col, end, kind, orig, repl))
+            out.append(Mutant(rel, line, col, end, kind, orig, repl, functions[line - 1]))
 
         if tok.type == tokenize.OP:
             s = tok.string
@@ -267,6 +335,12 @@ def main(argv=None) -> int:
                          "DEFAULT_TESTS in this script)")
     ap.add_argument("--match", default=None,
                     help="only the mutants whose id contains this text (e.g. 'losses.py:48:')")
+    ap.add_argument("--functions", default=None, metavar="REGEX",
+                    help="only the mutants inside a function whose qualified name matches "
+                         "(re.search), e.g. 'backward|Dense\\.forward'")
+    ap.add_argument("--scope", choices=sorted(SCOPES), default=None,
+                    help="only the mutants of a named scope: 'backward' = the forward, cost and "
+                         "backward code (no initialisation, validation, training loop or I/O)")
     ap.add_argument("--limit", type=int, default=None, help="run at most this many mutants")
     ap.add_argument("--seed", type=int, default=None,
                     help="shuffle the mutants with this seed before --limit (a random sample)")
@@ -294,8 +368,14 @@ def main(argv=None) -> int:
         if not path.is_file():
             ap.error(f"no such file: {f}")
         mutants += find_mutants(path, root)
+    every_id = {m.id for m in mutants}  # before any selection: for the stale-equivalents check
     if args.match:
         mutants = [m for m in mutants if args.match in m.id]
+    if args.functions:
+        pattern = re.compile(args.functions)
+        mutants = [m for m in mutants if pattern.search(m.function)]
+    if args.scope:
+        mutants = [m for m in mutants if SCOPES[args.scope](m.function)]
     if args.seed is not None:
         random.Random(args.seed).shuffle(mutants)
     if args.limit is not None:
@@ -309,7 +389,7 @@ def main(argv=None) -> int:
     if args.list:
         for m in mutants:
             note = f"   [equivalent: {equivalent[m.id]}]" if m.id in equivalent else ""
-            print(f"{m.id:70s} {m.kind}{note}")
+            print(f"{m.id:70s} {m.kind:9s} {m.function}{note}")
         kinds = {}
         for m in mutants:
             kinds[m.kind] = kinds.get(m.kind, 0) + 1
@@ -373,9 +453,9 @@ def main(argv=None) -> int:
     finally:
         for w in workdirs:
             shutil.rmtree(w, ignore_errors=True)
-    complete = args.limit is None and len(results) == len(mutants)
+    complete = len(results) == len(mutants)
     score = report(results, mutants, time.perf_counter() - t_start, args.json)
-    stale = sorted(k for k in set(equivalent) - {m.id for m in mutants}
+    stale = sorted(k for k in set(equivalent) - every_id
                    if k.split(":")[0] in args.files)
     if complete and stale:
         print(f"warning: {len(stale)} ids in {args.equivalent} match no mutant (the code moved?): "
