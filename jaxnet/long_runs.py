@@ -174,12 +174,13 @@ class Interrupts:
 class ChunkSizer:
     """Steps per compiled call, sized so that one call takes about `target_s` seconds.
 
-    The first call runs `first` steps (it also compiles); each next size is the measured rate
+    The first call runs `first` steps (it also compiles; one step, so that a model of a second
+    per step still answers within about two seconds); each next size is the measured rate
     times `target_s`, growing at most `growth`-fold per call (the first measurement includes
     compilation, the next ones do not), never above `most`.  A fixed `chunk` (an int) turns
     the sizing off."""
 
-    def __init__(self, most: int, *, fixed: bool, target_s: float = 1.0, first: int = 8,
+    def __init__(self, most: int, *, fixed: bool, target_s: float = 1.0, first: int = 1,
                  growth: float = 8.0):
         self.most, self.fixed, self.target_s, self.growth = most, fixed, target_s, growth
         self.size = most if fixed else min(first, most)

@@ -677,12 +677,15 @@ def train(net, params, X, Y, *, tx, lr, K, steps, gradients, batch_size, key, to
                         and np.any(np.asarray(state.status) == 0):
                     save_to(state)
                     next_save += every
+            if bar is not None:
+                bar.close()
+            # still inside: a first signal now changes nothing, the final checkpoint is written
+            out, history, last = finish(state, pieces, interrupted=catcher.signal)
+            if save_to is not None:
+                save_to(state, (last, history))
     finally:
         if bar is not None:
             bar.close()
-    out, history, last = finish(state, pieces, interrupted=catcher.signal)
-    if save_to is not None:
-        save_to(state, (last, history))
     return out, history
 
 

@@ -288,3 +288,28 @@ def test_validation_includes_the_last_step_and_schedule_is_recorded(toy):
                                               rel=1e-5)
     np.testing.assert_allclose(h["learning_rate"], 0.5 * 0.5 ** (np.arange(30) / 10),
                                rtol=1e-6)
+    before = training.TRACE_COUNT[0]  # time-sized chunks: other steps, the same program
+    jn.fit(net, params, X, Y, steps=25, learning_rate=sched, val_every=7,
+           validation=(X[:, :10], Y[:, :10]), progress=False)
+    assert training.TRACE_COUNT[0] == before
+
+
+def test_chunks_are_sized_to_a_second(monkeypatch):
+    """One step first (it compiles), then the measured rate times 1 s, growing at most 8-fold
+    per chunk and capped; a fixed chunk stays fixed."""
+    clock = [0.0]
+    monkeypatch.setattr(long_runs.time, "perf_counter", lambda: clock[0])
+    sizer = long_runs.ChunkSizer(2000, fixed=False)
+    sizes = []
+    for seconds_per_step in (5.0, 1e-3, 1e-3, 1e-3, 1e-4, 1e-4, 0.5):  # compile, then steps
+        n = sizer.size
+        sizes.append(n)
+        sizer.start()
+        clock[0] += n * seconds_per_step
+        sizer.done(n)
+    assert sizes == [1, 1, 8, 64, 512, 2000, 2000]
+    assert sizer.size == 2  # 0.5 s a step: two steps a chunk
+    fixed = long_runs.ChunkSizer(30, fixed=True)
+    fixed.start()
+    fixed.done(30)
+    assert fixed.size == 30
