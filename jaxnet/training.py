@@ -609,9 +609,10 @@ def train(net, params, X, Y, *, tx, lr, K, steps, gradients, batch_size, key, to
     if start > steps:
         raise ValueError(f"steps={steps} is the run's total, but the run to resume is already "
                          f"at step {start}: pass steps >= {start}")
-    # Time-sized chunks share one program whatever `steps` is (the chunk length is traced;
-    # only the history buffers' length, `cfg.chunk`, is static).
-    chunk_max = CHUNK if chunk is None else int(min(chunk, steps))
+    # The chunk length is traced: every time-sized chunk runs one program.  Only the history
+    # buffers' length, `cfg.chunk`, is static (short runs keep short buffers, and skip
+    # compiling the unrolled path of `_loop`).
+    chunk_max = int(min(CHUNK if chunk is None else chunk, steps))
     low = None if compute_dtype is None or jnp.dtype(compute_dtype) == dtype \
         else jnp.dtype(compute_dtype).name
     early = patience is not None

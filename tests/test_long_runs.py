@@ -256,9 +256,9 @@ def test_fit_many_is_interrupted_cleanly_and_resumes(toy, monkeypatch):
 
 
 def test_early_stopping_returns_the_best_parameters():
-    """A line y = w x fitted to y = 2x by gradient descent, validated on y = x: w grows
-    monotonically from about 0 to 2, so the validation cost falls until w passes 1, then
-    rises.  Training stops `patience` evaluations after the best and returns the parameters of
+    """A line y = w x + b fitted to y = 2x by gradient descent, validated on y = x: w moves
+    monotonically from its initial value (about −1.3) to 2, so the validation cost falls until
+    w passes 1, then rises.  Training stops `patience` evaluations after the best and returns the parameters of
     a run of exactly `best_step` steps."""
     net = jn.Perceptron(1, task="regression")
     params = net.init(jax.random.key(0))
@@ -278,20 +278,27 @@ def test_early_stopping_returns_the_best_parameters():
     assert h_last["steps_run"] == h["steps_run"] and _max_rel(p_last, p) > 1e-3
 
 
-def test_validation_includes_the_last_step_and_schedule_is_recorded(toy):
+def test_validation_includes_the_last_step_and_schedule_is_recorded(toy, monkeypatch):
+    """Also: the time-sized chunks of one run (1, 8, then the rest) share one compilation."""
     net, params, X, Y = toy
-    sched = optax.exponential_decay(0.5, transition_steps=10, decay_rate=0.5)
+    sizes = []
+
+    class Spy(long_runs.ChunkSizer):
+        def done(self, ran):
+            sizes.append(ran)
+            super().done(ran)
+
+    monkeypatch.setattr(training, "ChunkSizer", Spy)
+    sched = optax.exponential_decay(0.5, transition_steps=10, decay_rate=0.5)  # a new program
+    before = training.TRACE_COUNT[0]
     p, h = jn.fit(net, params, X, Y, steps=30, learning_rate=sched, val_every=7,
                   validation=(X[:, :10], Y[:, :10]), progress=False)
+    assert len(sizes) >= 2 and sum(sizes) == 30 and training.TRACE_COUNT[0] == before + 1
     np.testing.assert_array_equal(h["val_step"], [0, 7, 14, 21, 28, 30])
     assert h["val_cost"][-1] == pytest.approx(float(net.cost(p, X[:, :10], Y[:, :10])),
                                               rel=1e-5)
     np.testing.assert_allclose(h["learning_rate"], 0.5 * 0.5 ** (np.arange(30) / 10),
                                rtol=1e-6)
-    before = training.TRACE_COUNT[0]  # time-sized chunks: other steps, the same program
-    jn.fit(net, params, X, Y, steps=25, learning_rate=sched, val_every=7,
-           validation=(X[:, :10], Y[:, :10]), progress=False)
-    assert training.TRACE_COUNT[0] == before
 
 
 def test_chunks_are_sized_to_a_second(monkeypatch):
