@@ -445,24 +445,33 @@ def spot_check(net, params, X, Y, *, key=None, columns: int = SPOT_COLUMNS,
                entries: int = SPOT_ENTRIES) -> GradientReport:
     """A cheap re-check of the hand-written gradient, for use along a training run.
 
-    `check_gradients` on the first `columns` examples of `X`, `Y` (float64), with finite
-    differences at `entries` sampled entries per leaf, no Taylor test and no per-layer checks
-    (run `check_gradients` on the returned parameters for those: the report then names the
-    layer).  Manual~autodiff is still compared at every entry.
+    `check_gradients` on the first `columns` examples of `X`, `Y` (float64) with finite
+    differences at `entries` sampled entries per leaf, without the Taylor test and the
+    per-layer checks; manual~autodiff is still compared at every entry.  When that fails, the
+    full `check_gradients` (per-layer checks, Taylor test) runs on the same columns, so the
+    report names the wrong layer.  After its first call (which compiles) a check of a small
+    network takes milliseconds.
 
     Arguments:
         net, params, X, Y: as `check_gradients` (examples on the last axis).
         key: seeds the sampled entries; default ``jax.random.key(0)``.
-        columns, entries: the most examples and finite-difference entries per leaf.
+        columns, entries: the most examples, and finite-difference entries per leaf.
 
     Returns:
         a `GradientReport`.
     """
     from .gradcheck import check_gradients
 
+    for name, value in (("columns", columns), ("entries", entries)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"spot_check: {name} must be an int >= 1, got {value!r}")
     m = min(int(columns), X.shape[-1])
-    return check_gradients(net, params, X[..., :m], Y[..., :m], entries=int(entries), key=key,
-                           taylor=False, per_layer=False)
+    X, Y = X[..., :m], Y[..., :m]
+    report = check_gradients(net, params, X, Y, entries=int(entries), key=key, taylor=False,
+                             per_layer=False)
+    if report.ok:
+        return report
+    return check_gradients(net, params, X, Y, entries=int(entries), key=key)
 
 
 __all__ = ["GradientCheckWarning", "check_layer", "layer_name", "layer_reports", "spot_check"]
