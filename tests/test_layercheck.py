@@ -68,6 +68,8 @@ def test_a_wrong_user_layer_is_named_not_the_dense_below_it(bug, leaf, network_l
     assert [leaf.layer for leaf in report.leaves] == ["Dense", "Dense", "ResidualTanh",
                                                       "ResidualTanh", "Dense", "Dense"]
     assert "W[2]  ResidualTanh" in str(report)
+    again = jn.check_gradients(net, params, X, Y, per_layer="on_failure")  # the network fails
+    assert again.first_wrong_layer == 1 and again.layers[1].failing == [leaf]
 
 
 def test_mlp_reports_its_dense_layers():
@@ -78,8 +80,9 @@ def test_mlp_reports_its_dense_layers():
     assert report.ok and [r.title for r in report.layers] == [
         "layer 1 Dense(4, activation='tanh')", "layer 2 Dense(2, activation='sigmoid')"]
     assert [leaf.name for leaf in report.leaves] == ["W[1]", "b[1]", "W[2]", "b[2]"]
-    assert not jn.check_gradients(net, params, X, (X[:2] > 0).astype(jnp.float32),
-                                  per_layer=False).layers
+    for per_layer in (False, "on_failure"):  # a passing network: no per-layer checks
+        assert not jn.check_gradients(net, params, X, (X[:2] > 0).astype(jnp.float32),
+                                      per_layer=per_layer).layers
 
 
 # --- check_layer on the built-in layers --------------------------------------------------------
