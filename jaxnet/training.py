@@ -12,6 +12,7 @@ checkpoints, interrupts and early stopping: `long_runs` and ``docs/long-runs.md`
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import warnings
@@ -346,7 +347,8 @@ def fit(net, params, X, Y, *, steps: int, learning_rate=None, optimizer="sgd",
         val_every: int | None = None, on_divergence: str = "warn", progress: bool | None = None,
         chunk: int | None = None, compute_dtype=None, mesh=None, clip_norm: float | None = None,
         resume=None, checkpoint=None, checkpoint_every: int | None = None, keep: int = 3,
-        patience: int | None = None, restore_best: bool = True, interrupts: bool = True):
+        patience: int | None = None, restore_best: bool = True, interrupts: bool = True,
+        check_every: int | None = None):
     """Train `params` by gradient descent; return `(params, history)`.
 
     Arguments:
@@ -408,6 +410,12 @@ def fit(net, params, X, Y, *, steps: int, learning_rate=None, optimizer="sgd",
             the running chunk and `fit` returns the last completed parameters with
             ``history["stopped"] == "interrupted"`` (resumable); a second signal raises
             `KeyboardInterrupt` at once.  False: signals keep their usual effect.
+        check_every: with ``gradients="manual"``, re-check the hand-written gradient every this
+            many steps (`jaxnet.layercheck.spot_check`: manual ~ autodiff ~ finite differences in
+            float64 on at most 8 columns of the step's batch); when it fails, training stops
+            with the parameters of that step, ``history["stopped"] == "gradient_check_failed"``,
+            ``history["gradient_check"]`` the report (naming the wrong layer) and a
+            `GradientCheckWarning`.  None (default): no checks.
 
     Returns:
         `(params, history)`; `history` is a dict of numpy arrays over the run's steps (with
@@ -415,8 +423,9 @@ def fit(net, params, X, Y, *, steps: int, learning_rate=None, optimizer="sgd",
         batch), ``accuracy`` (classifiers), ``val_step``, ``val_cost``, ``val_accuracy`` (with
         validation; the last entry is at the returned parameters), and ``steps_run`` (the
         global step count reached), ``stopped`` (one of ``"steps"``, ``"converged_cost"``,
-        ``"converged_params"``, ``"diverged"``, ``"early_stopped"``, ``"interrupted"``;
-        with ``"interrupted"`` also ``signal``, ``"SIGINT"`` or ``"SIGTERM"``),
+        ``"converged_params"``, ``"diverged"``, ``"early_stopped"``, ``"interrupted"``,
+        ``"gradient_check_failed"``; with ``"interrupted"`` also ``signal``, ``"SIGINT"`` or
+        ``"SIGTERM"``; with ``"gradient_check_failed"`` also ``gradient_check``, the report),
         ``final_cost`` (J on the full training data at the returned parameters; with
         minibatches it is evaluated `max(batch_size, 1024)` examples at a time, so a training
         set too large for one forward pass still gets its final cost),
@@ -440,7 +449,8 @@ def fit(net, params, X, Y, *, steps: int, learning_rate=None, optimizer="sgd",
                  progress=progress, chunk=chunk, compute_dtype=compute_dtype, mesh=mesh,
                  clip_norm=clip_norm, optimizer=optimizer, learning_rate=learning_rate,
                  resume=ckpt, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-                 keep=keep, patience=patience, restore_best=restore_best, interrupts=interrupts)
+                 keep=keep, patience=patience, restore_best=restore_best, interrupts=interrupts,
+                 check_every=check_every)
 
 
 def _load_resume(resume, net):
@@ -535,7 +545,8 @@ def place(mesh, X, Y, tree, *, batch_size=None):
 def train(net, params, X, Y, *, tx, lr, K, steps, gradients, batch_size, key, tol, param_tol,
           validation, val_every, on_divergence, progress, chunk, compute_dtype, mesh,
           clip_norm=None, optimizer="sgd", learning_rate=None, resume=None, checkpoint=None,
-          checkpoint_every=None, keep=3, patience=None, restore_best=True, interrupts=True):
+          checkpoint_every=None, keep=3, patience=None, restore_best=True, interrupts=True,
+          check_every=None):
     """The host side of `fit` and `fit_many` (K models with a leading axis when K is an int).
 
     `resume` is None, a `Checkpoint` or a history dict (see `fit`)."""
@@ -557,6 +568,7 @@ def train(net, params, X, Y, *, tx, lr, K, steps, gradients, batch_size, key, to
     check_long_run_options(validation=validation, checkpoint=checkpoint,
                            checkpoint_every=checkpoint_every, keep=keep, patience=patience,
                            restore_best=restore_best, interrupts=interrupts)
+    _check_every_option(check_every, gradients, K)
     tol = None if tol is None else float(tol)
     param_tol = None if param_tol is None else float(param_tol)
     if validation is not None:
@@ -655,12 +667,15 @@ def train(net, params, X, Y, *, tx, lr, K, steps, gradients, batch_size, key, to
     every = checkpoint_every
     next_save = None if every is None else (done // every + 1) * every
     catcher = Interrupts(interrupts)
+    gradient_check = None
     try:
         with catcher:
             while done < steps and np.any(np.asarray(state.status) == 0) and not catcher.signal:
                 n = min(sizer.size, steps - done)
                 if next_save is not None:
                     n = min(n, next_save - done)
+                if check_every is not None:  # check_every: a chunk ends at each multiple of N
+                    n = min(n, check_every - done % check_every)
                 args = (cfg, tx, state, jnp.asarray(n), tol_a, ptol_a, key, X, Y, X_val, Y_val,
                         val_every, patience_a)
                 LAST_CALL[:] = args  # for inspecting the compiled loop (e.g. its all-reduce)
@@ -678,16 +693,55 @@ def train(net, params, X, Y, *, tx, lr, K, steps, gradients, batch_size, key, to
                         and np.any(np.asarray(state.status) == 0):
                     save_to(state)
                     next_save += every
+                if check_every is not None and done % check_every == 0:  # check_every hook
+                    gradient_check = _check_step(cfg, state.params, done, key, X, Y)
+                    if gradient_check is not None:
+                        break
             if bar is not None:
                 bar.close()
             # still inside: a first signal now changes nothing, the final checkpoint is written
             out, history, last = finish(state, pieces, interrupted=catcher.signal)
+            if gradient_check is not None:
+                _stop_on_check(history, gradient_check, done, check_every)
             if save_to is not None:
                 save_to(state, (last, history))
     finally:
         if bar is not None:
             bar.close()
     return out, history
+
+
+# --- check_every: spot checks of the hand-written gradient along the run ----------------------
+def _check_every_option(check_every, gradients, K):
+    if check_every is None:
+        return
+    if not _is_count(check_every):
+        raise ValueError(f"check_every must be an int >= 1 or None, got {check_every!r}")
+    if gradients != "manual":
+        raise ValueError(f"check_every checks the hand-written gradient, which only "
+                         f"gradients='manual' uses (got gradients={gradients!r})")
+    if K is not None:
+        raise ValueError("check_every is an option of fit, not of fit_many")
+
+
+def _check_step(cfg, params, done, key, X, Y):
+    """The failing report of the spot check on the batch of step `done` − 1, or None."""
+    from .layercheck import spot_check
+
+    Xb, Yb = _batch(cfg, key, done - 1, X, Y)
+    report = spot_check(cfg.net, params, Xb, Yb, key=jax.random.fold_in(key, done))
+    return None if report.ok else dataclasses.replace(report, title=f"step {done}")
+
+
+def _stop_on_check(history, report, done, check_every):
+    from .layercheck import GradientCheckWarning
+
+    history.update(stopped="gradient_check_failed", gradient_check=report)
+    verdict = str(report).splitlines()[0]
+    warnings.warn(f"the hand-written gradient failed its check after step {done} "
+                  f"(check_every={check_every}): {verdict}; stopped and returned the parameters "
+                  "of that step (history['gradient_check'] holds the report)",
+                  GradientCheckWarning, stacklevel=4)
 
 
 def check_long_run_options(*, validation, checkpoint, checkpoint_every, keep, patience,
