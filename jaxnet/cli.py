@@ -348,6 +348,16 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, no usage block, same prefix for every subcommand
         self.exit(2, f"jaxnet: error: {one_line(message)} (see '{self.prog} --help')\n")
 
+    def parse_args(self, args=None, namespace=None):
+        # argparse reports a subcommand's unknown flags from the top parser ("see 'jaxnet
+        # --help'"); the subcommand's own help is the one that lists the valid flags.
+        args, extra = self.parse_known_args(args, namespace)
+        if extra:
+            command = getattr(args, "command", None)
+            parser = self._commands.get(command, self) if hasattr(self, "_commands") else self
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        return args
+
 
 def one_line(message) -> str:
     return " ".join(str(message).split())
@@ -438,6 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="below 1: likelier characters; above 1: more varied")
     p.add_argument("--seed", type=seed, default=0, help="seeds the draws")
     p.set_defaults(run=cmd_sample)
+    parser._commands = sub.choices  # {"train": its parser, ...}: for errors about their flags
     return parser
 
 
