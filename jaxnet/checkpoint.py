@@ -40,25 +40,52 @@ class CheckpointError(ValueError):
     """A file that is not a readable jaxnet checkpoint (foreign, truncated, corrupted)."""
 
 
-class Checkpoint(NamedTuple):
-    """What `load_checkpoint` returns."""
-
+class _CheckpointFields(NamedTuple):
     net: MLP | Sequential
     params: list[dict]
     history: dict | None
     metadata: dict
 
 
+class Checkpoint(_CheckpointFields):
+    """What `load_checkpoint` returns: a 4-tuple `(net, params, history, metadata)` with the
+    training state as attributes.
+
+    Attributes beyond the tuple:
+        opt_state: the optimizer state's arrays (numpy, in `jax.tree.leaves` order), or None
+            when none was saved; ``fit(..., resume=checkpoint)`` puts them back into
+            ``tx.init(params)``'s tree, checking their number, shapes and dtypes.
+        step: the global step count the parameters were reached at (None if not saved).
+        settings: the options a resumed run must share (optimizer, learning rate, batch
+            size, clip norm, the data-order key), or None.
+        best_params: with early stopping, the best parameters seen so far (else None).
+    """
+
+    def __new__(cls, net, params, history, metadata, *, opt_state=None, step=None,
+                settings=None, best_params=None):
+        self = super().__new__(cls, net, params, history, metadata)
+        self.opt_state, self.step, self.settings = opt_state, step, settings
+        self.best_params = best_params
+        return self
+
+
 # --- saving ------------------------------------------------------------------------------------
-def save(path, net, params, *, history: dict | None = None) -> Path:
-    """Write `net`, `params` (and `history`) to exactly `path`, atomically.
+def save(path, net, params, *, history: dict | None = None, opt_state=None,
+         step: int | None = None) -> Path:
+    """Write `net`, `params` (and `history`, the training state) to exactly `path`, atomically.
 
     Arguments:
         path: the target file; missing parent directories are created, no suffix is added.
         net: the architecture, an `MLP` or a `Sequential`.
         params: its parameters (one dict per layer), finite, one float dtype.
         history: optional `{name: value}`; arrays and lists are stored as arrays, Python
-            scalars, strings and None as JSON.
+            scalars, strings and None as JSON.  The history `fit` returns also carries the
+            training state: its ``opt_state``, ``settings`` and ``best_params`` entries are
+            stored as the checkpoint's training state (below), and ``steps_run`` is the step,
+            so ``save(path, net, params, history=history)`` alone is resumable.
+        opt_state: the optimizer state (an optax state pytree) to store (overrides
+            ``history["opt_state"]``): its leaves are stored as arrays.
+        step: the global step count reached (overrides ``history["steps_run"]``).
 
     Returns:
         `path` as a `pathlib.Path`.
@@ -68,6 +95,7 @@ def save(path, net, params, *, history: dict | None = None) -> Path:
     """
     path = Path(path)
     arrays, shapes, dtype = _encode_params(net, params)
+    train_arrays, train_meta, history = _encode_training(net, history, opt_state, step)
     history_arrays, history_meta = _encode_history(history)
     from . import __version__
 
@@ -77,10 +105,68 @@ def save(path, net, params, *, history: dict | None = None) -> Path:
         "architecture": _architecture(net),
         "dtype": dtype, "shapes": shapes, "history": history_meta,
     }
+    if train_meta is not None:
+        meta["training"] = train_meta
     blob = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, {**arrays, **history_arrays, METADATA_KEY: blob})
+    _write_atomic(path, {**arrays, **history_arrays, **train_arrays, METADATA_KEY: blob})
     return path
+
+
+TRAINING_ENTRIES = ("opt_state", "settings", "best_params")  # history entries of the state
+
+
+def _encode_training(net, history, opt_state=None, step=None):
+    """`(arrays, metadata or None, history without the state entries)` for the training state.
+
+    The optimizer state's leaves become ``opt_state.0, opt_state.1, ...``; best parameters
+    ``best.<name>`` like the parameters; step and settings go into the metadata."""
+    rest = None if history is None else \
+        {k: v for k, v in history.items() if k not in TRAINING_ENTRIES}
+    history = history or {}
+    if opt_state is None:
+        opt_state = history.get("opt_state")
+    if step is None and np.ndim(history.get("steps_run", [])) == 0:
+        step = history.get("steps_run")
+    settings, best = history.get("settings"), history.get("best_params")
+    if opt_state is None and step is None and settings is None and best is None:
+        return {}, None, rest
+    from .long_runs import opt_state_leaves
+
+    arrays = {}
+    meta = {"step": None if step is None else int(step), "settings": settings,
+            "opt_state": None, "best_params": best is not None}
+    if opt_state is not None:
+        leaves = opt_state_leaves(opt_state)
+        for i, a in enumerate(leaves):
+            if a.dtype.hasobject:
+                raise ValueError(f"opt_state leaf {i} has dtype object; not an optax state")
+            arrays[f"opt_state.{i}"] = a
+        meta["opt_state"] = len(leaves)
+    if best is not None:
+        best_arrays, _, _ = _encode_params(net, best)
+        arrays.update({f"best.{k}": a for k, a in best_arrays.items()})
+    return arrays, meta, rest
+
+
+def _rebuild_training(path: Path, net, meta: dict, arrays: dict) -> dict:
+    """The keyword arguments of `Checkpoint` for the stored training state."""
+    train = meta.get("training")
+    if train is None:
+        return {}
+    if not isinstance(train, dict):
+        raise CheckpointError(f"{path}: malformed training state in metadata")
+    n = train.get("opt_state")
+    try:
+        opt = None if n is None else [arrays[f"opt_state.{i}"] for i in range(int(n))]
+    except KeyError as err:
+        raise CheckpointError(f"{path}: missing optimizer-state array {err}") from err
+    best = None
+    if train.get("best_params"):
+        best = _rebuild_params(path, net, meta, {k[5:]: a for k, a in arrays.items()
+                                                 if k.startswith("best.")})
+    return {"opt_state": opt, "step": train.get("step"), "settings": train.get("settings"),
+            "best_params": best}
 
 
 def _architecture(net) -> dict:
@@ -184,7 +270,9 @@ def load_checkpoint(path, *, kind=None) -> Checkpoint:
 
     Returns:
         `Checkpoint(net, params, history, metadata)`; `params` are `jnp` arrays of the stored
-        dtype, bit-identical to what was saved; `history` is None when none was saved.
+        dtype, bit-identical to what was saved; `history` is None when none was saved; the
+        training state (`.opt_state`, `.step`, `.settings`, `.best_params`) is None where
+        none was saved.
 
     Raises `FileNotFoundError` when `path` does not exist, `CheckpointError` when the file is
     not a (readable, intact, consistent) jaxnet checkpoint, and `ValueError` for a float64
@@ -198,7 +286,7 @@ def load_checkpoint(path, *, kind=None) -> Checkpoint:
     net = _rebuild_net(path, meta, kind)
     params = _rebuild_params(path, net, meta, arrays)
     history = _rebuild_history(path, meta, arrays)
-    return Checkpoint(net, params, history, meta)
+    return Checkpoint(net, params, history, meta, **_rebuild_training(path, net, meta, arrays))
 
 
 def _read_arrays(path: Path) -> dict:

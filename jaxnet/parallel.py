@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .training import CHUNK, _optimizer, place, train
+from .training import _optimizer, place, train
 
 
 def _member(tree, k=0):
@@ -49,21 +49,27 @@ def fit_many(net, params_batch, X, Y, *, steps: int, learning_rate=None, optimiz
              gradients: str = "autodiff", batch_size: int | None = None, key=None,
              tol: float | None = None, param_tol: float | None = None, validation=None,
              val_every: int | None = None, on_divergence: str = "warn",
-             progress: bool | None = None, chunk: int = CHUNK, compute_dtype=None, mesh=None,
-             clip_norm: float | None = None):
+             progress: bool | None = None, chunk: int | None = None, compute_dtype=None,
+             mesh=None, clip_norm: float | None = None, resume: dict | None = None,
+             patience: int | None = None, restore_best: bool = True, interrupts: bool = True):
     """Train K networks of one architecture on the same data in one compiled loop.
 
     Arguments:
         params_batch: the parameters of K networks, every leaf with a leading axis K.
         learning_rate: one α for all, or an array of shape `(K,)` (named optimizers only).
         key: one key (the same minibatch order for all) or K keys (`jax.random.split(key, K)`).
-        everything else: as `fit`; each model stops on its own (tol, divergence) while the
-            others go on.
+        resume: the `history` a previous `fit_many` returned, with `params_batch` its returned
+            parameters: continues the run to `steps` in all (see `fit`); models that stopped
+            on their own stay stopped.
+        everything else: as `fit` (`chunk`, `patience`, `restore_best`, `interrupts`
+            included; checkpoint files are `fit`'s alone); each model stops on its own
+            (tol, divergence, early stopping) while the others go on.
 
     Returns:
         `(params_batch, history)`: ``cost`` and ``accuracy`` of shape `(K, steps)` (NaN after a
         model stopped), ``val_cost``/``val_accuracy`` `(K, n_val)`, ``steps_run``,
-        ``final_cost`` `(K,)` and ``stopped`` (an array of K strings).
+        ``final_cost`` `(K,)`, ``stopped`` (an array of K strings) and the training state
+        (``opt_state`` with a leading axis K, ``settings``) for `resume`.
         Model k's result equals ``fit`` on model k alone, to float tolerance.
     """
     K = _batch_size_of(params_batch)
@@ -76,7 +82,17 @@ def fit_many(net, params_batch, X, Y, *, steps: int, learning_rate=None, optimiz
                  steps=steps, gradients=gradients, batch_size=batch_size, key=key, tol=tol,
                  param_tol=param_tol, validation=validation, val_every=val_every,
                  on_divergence=on_divergence, progress=progress, chunk=chunk,
-                 compute_dtype=compute_dtype, mesh=mesh, clip_norm=clip_norm)
+                 compute_dtype=compute_dtype, mesh=mesh, clip_norm=clip_norm,
+                 optimizer=optimizer, learning_rate=learning_rate,
+                 resume=_history_only(resume), patience=patience, restore_best=restore_best,
+                 interrupts=interrupts)
+
+
+def _history_only(resume):
+    if resume is not None and not isinstance(resume, dict):
+        raise ValueError("fit_many resumes from the history dict a previous fit_many returned "
+                         f"(with its parameters as params_batch), got {type(resume).__name__}")
+    return resume
 
 
 def data_mesh(devices=None):

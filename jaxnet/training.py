@@ -11,6 +11,7 @@ reuses the compiled loop (the learning rate of a named optimizer is data, not a 
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from functools import partial
 from typing import NamedTuple
@@ -20,12 +21,23 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from .long_runs import (
+    ChunkSizer,
+    Interrupts,
+    batch_indices,
+    check_settings,
+    key_from_record,
+    opt_state_leaves,
+    restore_opt_state,
+    settings,
+    write_checkpoint,
+)
 from .metrics import accuracy_from_output, is_classifier
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "rmsprop", "adagrad")
 GRADIENTS = ("autodiff", "manual")
-CHUNK = 2000
-STATUS = ("running", "steps", "converged_cost", "converged_params", "diverged")
+CHUNK = 2000  # the most steps per compiled call (chunks are sized to ~1 s of work below this)
+STATUS = ("running", "steps", "converged_cost", "converged_params", "diverged", "early_stopped")
 TRACE_COUNT = [0]  # incremented each time the loop is traced (i.e. compiled); for tests
 LAST_CALL: list = []  # the arguments of the latest compiled call, to inspect its HLO
 
@@ -98,15 +110,18 @@ class _Config(NamedTuple):
     use_param_tol: bool
     compute_dtype: str | None = None
     clip_norm: float | None = None
+    early_stop: bool = False
 
 
 class _State(NamedTuple):
     params: list
     prev_params: list  # the parameters one step back: the last good ones if J turns non-finite
     opt_state: object
-    step: jax.Array
+    step: jax.Array  # the global step: minibatches and schedules are functions of it
     prev_cost: jax.Array
     status: jax.Array
+    # early stopping: (best params, best validation cost, its step, evaluations since), else ()
+    best: tuple = ()
 
 
 def _floating(x) -> bool:
@@ -157,11 +172,7 @@ def _clip(cfg: _Config, grads):
 def _batch(cfg, key, step, X, Y):
     if cfg.batch_size is None:
         return X, Y
-    m = X.shape[-1]
-    per_epoch = m // cfg.batch_size
-    epoch, j = step // per_epoch, step % per_epoch
-    perm = jax.random.permutation(jax.random.fold_in(key, epoch), m)
-    idx = jax.lax.dynamic_slice_in_dim(perm, j * cfg.batch_size, cfg.batch_size)
+    idx = batch_indices(key, step, X.shape[-1], cfg.batch_size)  # of the global step alone
     return jnp.take(X, idx, axis=-1), jnp.take(Y, idx, axis=-1)  # examples are the last axis
 
 
@@ -230,7 +241,7 @@ def _block(cfg: _Config, tx, st: _State, key, tol, X, Y):
 
 
 def _loop(cfg: _Config, tx, state: _State, n, tol, param_tol, key, X, Y, X_val, Y_val,
-          val_every, *, batched=False):
+          val_every, patience, *, batched=False):
     """Run up to `n` more steps (n ≤ cfg.chunk); returns the state and this chunk's history.
 
     Batched (K models, every state leaf with a leading axis K), the step is `vmap`ped but the
@@ -255,10 +266,20 @@ def _loop(cfg: _Config, tx, state: _State, n, tol, param_tol, key, X, Y, X_val, 
         active = st.status == 0
         ok = active & (status != 4)
 
-        def keep(new, old):
+        def keep(new, old, where=ok):
             return jax.tree.map(
-                lambda a, b: jnp.where(ok.reshape(lead + (1,) * (a.ndim - len(lead))), a, b),
+                lambda a, b: jnp.where(where.reshape(lead + (1,) * (a.ndim - len(lead))), a, b),
                 new, old)
+
+        best = st.best
+        if cfg.early_stop:  # vc is the cost of st.params, evaluated at this step or NaN
+            best_params, best_cost, best_step, since = best
+            evaluated = active & (st.step % val_every == 0)
+            better = evaluated & (vc < best_cost)
+            since = jnp.where(better, 0, since + evaluated)
+            best = (keep(st.params, best_params, better), jnp.where(better, vc, best_cost),
+                    jnp.where(better, st.step, best_step), since)
+            status = jnp.where((status == 0) & (since >= patience), 5, status)
 
         values = (J, acc, vc, va)
         bufs = {k: bufs[k].at[..., i].set(jnp.where(active, x, jnp.nan))
@@ -266,7 +287,7 @@ def _loop(cfg: _Config, tx, state: _State, n, tol, param_tol, key, X, Y, X_val, 
         st = _State(params=keep(new_params, st.params), prev_params=keep(st.params, st.prev_params),
                     opt_state=keep(opt_state, st.opt_state), step=st.step + active,
                     prev_cost=jnp.where(ok, J, st.prev_cost),
-                    status=jnp.where(active, status, st.status))
+                    status=jnp.where(active, status, st.status), best=best)
         return st, bufs, i + 1
 
     def block(carry):
@@ -321,33 +342,42 @@ def fit(net, params, X, Y, *, steps: int, learning_rate=None, optimizer="sgd",
         gradients: str = "autodiff", batch_size: int | None = None, key=None,
         tol: float | None = None, param_tol: float | None = None, validation=None,
         val_every: int | None = None, on_divergence: str = "warn", progress: bool | None = None,
-        chunk: int = CHUNK, compute_dtype=None, mesh=None, clip_norm: float | None = None):
+        chunk: int | None = None, compute_dtype=None, mesh=None, clip_norm: float | None = None,
+        resume=None, checkpoint=None, checkpoint_every: int | None = None, keep: int = 3,
+        patience: int | None = None, restore_best: bool = True, interrupts: bool = True):
     """Train `params` by gradient descent; return `(params, history)`.
 
     Arguments:
         net, params: the network (an `MLP` or a `Sequential`) and its initial parameters
-            (not modified).
+            (not modified).  With `resume` from a checkpoint, training continues from the
+            checkpoint's parameters and `params` may be None (if given, it must fit `net`).
         X, Y: training data, `(n_x, m)` and `(n_y, m)` (for a `Sequential`: its input and
             output shapes with the examples last, or integer class ids as `Y`); floating data
             is cast to the parameters' dtype, integer data (token ids, class ids) is kept.
-        steps: the most updates to make.
+        steps: the run's total number of updates (with `resume`, counted from the start of
+            the run, so a 400-step run resumed at step 200 makes 200 more).
         learning_rate: α (a float > 0) or an optax schedule, for a named `optimizer`.
         optimizer: ``"sgd"`` (the document's θ = θ − α dθ, default), ``"momentum"``,
             ``"nesterov"``, ``"adam"``, ``"rmsprop"``, ``"adagrad"``, or any
             `optax.GradientTransformation` (then `learning_rate` must be None).
         gradients: ``"autodiff"`` (`jax.grad`) or ``"manual"`` (the hand-written backprop).
-        batch_size: None for full batch (the document); else shuffled minibatches of this size,
-            reshuffled each epoch from `key` (the last m mod batch_size examples of each
-            shuffled epoch are left out, so every step has the same shape).
+        batch_size: None for full batch (the document); else shuffled minibatches of this size:
+            the batch of global step `s` is `jaxnet.long_runs.batch_indices(key, s, m,
+            batch_size)`, a function of `key` and `s` alone (each epoch's permutation comes
+            from ``fold_in(key, epoch)``; the last m mod batch_size examples of each shuffled
+            epoch are left out, so every step has the same shape).
         tol: stop when |J_t − J_{t−1}| < tol (the document's "error is minimized").
         param_tol: stop when the largest |Δθ| of a step < param_tol ("weights stabilize").
         validation: optional `(X_val, Y_val)`, evaluated every `val_every` steps (default
-            about 100 evaluations per run).
+            about 100 evaluations per run) and always at the returned parameters.
         on_divergence: ``"warn"`` (default) or ``"raise"`` when the cost turns non-finite;
             either way training stops and the last parameters with a finite cost are kept
             (returned with the warning; attached to the error as ``.params``/``.history``).
         progress: True/False, or None for a bar that appears after about a second.
-        chunk: steps per compiled call between progress updates.
+        chunk: None (default): steps per compiled call sized to about one second of work
+            (measured from the first, small, chunk; at most `CHUNK`), so the progress bar and
+            interrupts respond within about two seconds; an int: exactly that many steps per
+            call.  Either way one compilation serves every chunk length.
         compute_dtype: e.g. ``jnp.bfloat16``: the layers' matmuls run in this dtype while the
             parameters, the optimizer and the loss (computed from `Z^[L]` cast to float32) stay
             in the parameters' dtype (mixed precision). None: everything in the params' dtype.
@@ -357,24 +387,79 @@ def fit(net, params, X, Y, *, steps: int, learning_rate=None, optimizer="sgd",
         clip_norm: rescale each step's gradients to this global norm when they are larger
             (`optax.clip_by_global_norm`: the usual guard against exploding gradients through
             time in recurrent networks). None: no clipping.
+        resume: continue a run: a checkpoint path, a `Checkpoint` (from `load_checkpoint`), or
+            the `history` a previous `fit` returned (then `params` are its returned
+            parameters).  Its parameters, optimizer state, step and history are restored; the
+            optimizer, its hyper-parameters, the batch size and `clip_norm` must be the
+            checkpoint's (ValueError naming what differs); `key` defaults to the stored one.
+            A run that stopped on its own (converged, diverged, early-stopped) stays stopped.
+        checkpoint: a path: write a resumable checkpoint there (atomically) every
+            `checkpoint_every` steps, at the end and on an interrupt.
+        checkpoint_every: steps between checkpoints (None: only at the end).
+        keep: how many step-named copies (``model.step-00001200.npz``) to keep beside
+            `checkpoint`, the newest included; 0: only the file at `checkpoint`.
+        patience: with `validation`, stop when the validation cost has not improved for this
+            many evaluations (early stopping; ``history["stopped"] == "early_stopped"``).
+        restore_best: with `patience`, return the parameters of the best validation cost
+            seen (``history["best_step"]`` says which step) instead of the last ones.
+        interrupts: True (default): SIGINT (Ctrl-C) and SIGTERM stop training at the end of
+            the running chunk and `fit` returns the last completed parameters with
+            ``history["stopped"] == "interrupted"`` (resumable); a second signal raises
+            `KeyboardInterrupt` at once.  False: signals keep their usual effect.
 
     Returns:
-        `(params, history)`; `history` is a dict of numpy arrays over the steps run: ``cost``
-        (J before each update, of the step's batch), ``accuracy`` (classifiers), ``val_step``,
-        ``val_cost``, ``val_accuracy`` (with validation), and ``steps_run``, ``stopped``
-        (one of ``"steps"``, ``"converged_cost"``, ``"converged_params"``, ``"diverged"``),
+        `(params, history)`; `history` is a dict of numpy arrays over the run's steps (with
+        `resume`, the old run's steps first): ``cost`` (J before each update, of the step's
+        batch), ``accuracy`` (classifiers), ``val_step``, ``val_cost``, ``val_accuracy`` (with
+        validation; the last entry is at the returned parameters), and ``steps_run`` (the
+        global step count reached), ``stopped`` (one of ``"steps"``, ``"converged_cost"``,
+        ``"converged_params"``, ``"diverged"``, ``"early_stopped"``, ``"interrupted"``;
+        with ``"interrupted"`` also ``signal``, ``"SIGINT"`` or ``"SIGTERM"``),
         ``final_cost`` (J on the full training data at the returned parameters; with
         minibatches it is evaluated `max(batch_size, 1024)` examples at a time, so a training
         set too large for one forward pass still gets its final cost),
-        ``learning_rate``.
+        ``learning_rate`` (α, or with a schedule its value at every step), ``best_step`` and
+        ``best_val_cost`` (with `patience`), and the training state that makes the history
+        resumable: ``opt_state`` (the optimizer state after the last update, a pytree),
+        ``settings`` (the options a resumed run must share, JSON-able) and, with
+        `patience`, ``best_params``.  ``jaxnet.save(path, net, params, history=history)``
+        stores all of it.
     """
+    ckpt = _load_resume(resume, net)
+    if ckpt is not None and not isinstance(ckpt, dict):
+        if params is not None:
+            net._check_params(params)
+        params = ckpt.params
     X, Y = net._check(params, X, Y)
     tx, lr = _optimizer(optimizer, learning_rate)
     return train(net, params, X, Y, tx=tx, lr=lr, K=None, steps=steps, gradients=gradients,
                  batch_size=batch_size, key=key, tol=tol, param_tol=param_tol,
                  validation=validation, val_every=val_every, on_divergence=on_divergence,
                  progress=progress, chunk=chunk, compute_dtype=compute_dtype, mesh=mesh,
-                 clip_norm=clip_norm)
+                 clip_norm=clip_norm, optimizer=optimizer, learning_rate=learning_rate,
+                 resume=ckpt, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                 keep=keep, patience=patience, restore_best=restore_best, interrupts=interrupts)
+
+
+def _load_resume(resume, net):
+    """`resume` as a `Checkpoint` or a history dict (None stays None), checked against `net`."""
+    from .checkpoint import Checkpoint, load_checkpoint
+
+    if resume is None or isinstance(resume, dict):
+        return resume
+    if isinstance(resume, (str, os.PathLike)):
+        resume = load_checkpoint(resume)
+    if not isinstance(resume, Checkpoint):
+        raise ValueError("resume must be a checkpoint path, a jaxnet Checkpoint or the history "
+                         f"dict of a previous fit, got {type(resume).__name__}")
+    if resume.net != net:
+        raise ValueError(f"cannot resume: the checkpoint holds another network ({resume.net}) "
+                         f"than the one given ({net})")
+    if resume.opt_state is None or resume.step is None:
+        raise ValueError("cannot resume: the checkpoint holds no training state (optimizer "
+                         "state and step); save it with jaxnet.save(path, net, params, "
+                         "history=history) from the history fit returns")
+    return resume
 
 
 def check_options(m, *, steps, gradients, on_divergence, batch_size, key, tol, param_tol,
@@ -447,16 +532,29 @@ def place(mesh, X, Y, tree, *, batch_size=None):
 
 def train(net, params, X, Y, *, tx, lr, K, steps, gradients, batch_size, key, tol, param_tol,
           validation, val_every, on_divergence, progress, chunk, compute_dtype, mesh,
-          clip_norm=None):
-    """The host side of `fit` and `fit_many` (K models with a leading axis when K is an int)."""
+          clip_norm=None, optimizer="sgd", learning_rate=None, resume=None, checkpoint=None,
+          checkpoint_every=None, keep=3, patience=None, restore_best=True, interrupts=True):
+    """The host side of `fit` and `fit_many` (K models with a leading axis when K is an int).
+
+    `resume` is None, a `Checkpoint` or a history dict (see `fit`)."""
     dtype = jax.tree.leaves(params)[0].dtype
     X = X.astype(dtype) if _floating(X) else X
     Y = Y.astype(dtype) if _floating(Y) else Y
     m = X.shape[-1]
+    batched = K is not None
+    schedule = learning_rate if callable(learning_rate) else None
+    stored = None if resume is None else (resume.get("settings") if isinstance(resume, dict)
+                                          else resume.settings)
+    if key is None and stored is not None and stored.get("key") is not None:
+        key = key_from_record(stored["key"])
     check_options(m, steps=steps, gradients=gradients, on_divergence=on_divergence,
                   batch_size=batch_size, key=key, tol=tol, param_tol=param_tol,
-                  compute_dtype=compute_dtype, val_every=val_every, chunk=chunk,
-                  validation=validation, mesh=mesh, clip_norm=clip_norm)
+                  compute_dtype=compute_dtype, val_every=val_every,
+                  chunk=CHUNK if chunk is None else chunk, validation=validation, mesh=mesh,
+                  clip_norm=clip_norm)
+    check_long_run_options(validation=validation, checkpoint=checkpoint,
+                           checkpoint_every=checkpoint_every, keep=keep, patience=patience,
+                           restore_best=restore_best, interrupts=interrupts)
     tol = None if tol is None else float(tol)
     param_tol = None if param_tol is None else float(param_tol)
     if validation is not None:
@@ -468,51 +566,163 @@ def train(net, params, X, Y, *, tx, lr, K, steps, gradients, batch_size, key, to
     else:
         X_val, Y_val = X[..., :1], Y[..., :1]  # unused placeholders of fixed shape
     val_every = int(val_every) if val_every is not None else max(1, steps // 100)
+    key = key if key is not None else jax.random.key(0)
+    shape = () if K is None else (K,)
 
-    batched = K is not None
     opt_state = jax.vmap(tx.init)(params) if batched else tx.init(params)
     if lr is not None:
-        opt_state.hyperparams["learning_rate"] = jnp.broadcast_to(jnp.asarray(lr, dtype),
-                                                                  () if K is None else (K,))
-    chunk = int(min(chunk, steps))
+        opt_state.hyperparams["learning_rate"] = jnp.broadcast_to(jnp.asarray(lr, dtype), shape)
+    record = partial(settings, optimizer=optimizer if isinstance(optimizer, str) else "optax",
+                     learning_rate="schedule" if schedule is not None else lr,
+                     batch_size=None if batch_size is None or batch_size == m else batch_size,
+                     clip_norm=clip_norm, key=key)
+    step0 = np.zeros(shape, np.int64)
+    status0 = np.zeros(shape, np.int32)
+    prior, best0 = None, None
+    if resume is not None:
+        where = "the history given" if isinstance(resume, dict) else "the checkpoint"
+        if isinstance(resume, dict):
+            for name in ("opt_state", "steps_run", "settings"):
+                if name not in resume:
+                    raise ValueError(f"cannot resume from {where}: it has no {name!r} entry "
+                                     "(pass the history a fit of this jaxnet returned)")
+            leaves, start = opt_state_leaves(resume["opt_state"]), resume["steps_run"]
+            prior, best0 = resume, resume.get("best_params")
+        else:
+            leaves, start = resume.opt_state, resume.step
+            prior, best0 = resume.history or {}, resume.best_params
+        opt_state = restore_opt_state(opt_state, leaves, where)
+        step0 = np.broadcast_to(np.asarray(start, np.int64), shape).copy()
+        if stored is not None:
+            now = record(schedule_value=None if schedule is None else schedule(int(step0.max())))
+            check_settings(stored, now, where)
+        stopped = np.broadcast_to(np.asarray(prior.get("stopped", "steps")), shape)
+        codes = {name: i for i, name in enumerate(STATUS)}
+        status0 = np.array([0 if s in ("steps", "interrupted", "running") else codes.get(s, 0)
+                            for s in stopped.ravel()], np.int32).reshape(shape)
+        if batched and np.any(step0[status0 == 0] != step0.max()):
+            raise ValueError(f"cannot resume from {where}: the models still running stopped at "
+                             f"different steps {step0[status0 == 0].tolist()}")
+    start = int(step0.max())
+    chunk_max = int(min(CHUNK if chunk is None else chunk, steps))
     low = None if compute_dtype is None or jnp.dtype(compute_dtype) == dtype \
         else jnp.dtype(compute_dtype).name
+    early = patience is not None
     cfg = _Config(net, gradients, None if batch_size is None or batch_size == m else int(batch_size),
-                  chunk, validation is not None, tol is not None, param_tol is not None, low,
-                  None if clip_norm is None else float(clip_norm))
-    shape = () if K is None else (K,)
-    state = _State(params, params, opt_state, jnp.zeros(shape, jnp.int32),
-                   jnp.full(shape, jnp.inf, dtype), jnp.zeros(shape, jnp.int32))
+                  chunk_max, validation is not None, tol is not None, param_tol is not None, low,
+                  None if clip_norm is None else float(clip_norm), early)
+    best = ()
+    if early:
+        best = _initial_best(prior, best0, params, shape, dtype, start)
+    state = _State(params, params, opt_state, jnp.asarray(step0, jnp.int32),
+                   jnp.full(shape, jnp.inf, dtype), jnp.asarray(status0), best)
     X, Y, state = place(mesh, X, Y, state, batch_size=cfg.batch_size)
-    key = key if key is not None else jax.random.key(0)
     tol_a = jnp.asarray(-1.0 if tol is None else tol, dtype)
     ptol_a = jnp.asarray(-1.0 if param_tol is None else param_tol, dtype)
+    patience_a = jnp.asarray(0 if patience is None else patience, jnp.int32)
 
     run = _run_chunk_many if batched else _run_chunk
     pieces = {"cost": [], "accuracy": [], "val_cost": [], "val_accuracy": []}
+    finish = partial(_finish, net, X=X, Y=Y, lr=lr, schedule=schedule, batched=batched,
+                     val_every=val_every, on_divergence=on_divergence, start=start,
+                     prior=prior, validation=None if validation is None else (X_val, Y_val),
+                     restore_best=restore_best, record=record,
+                     eval_chunk=None if cfg.batch_size is None else max(cfg.batch_size,
+                                                                        EVAL_CHUNK))
+    save_to = None
+    if checkpoint is not None:
+        from .checkpoint import save
+
+        def save_to(state, signal=None):
+            params, history = finish(state, pieces, interrupted=signal, final=False)
+            return write_checkpoint(checkpoint, lambda p: save(p, net, state.params,
+                                                               history=history),
+                                    int(np.max(np.asarray(state.step))), keep)
     bar = _progress(steps, progress)
-    done = 0
+    if bar is not None and start:
+        bar.update(start)
+    sizer = ChunkSizer(chunk_max, fixed=chunk is not None)
+    done = start
+    every = checkpoint_every
+    next_save = None if every is None else (done // every + 1) * every
+    catcher = Interrupts(interrupts)
     try:
-        while done < steps:
-            args = (cfg, tx, state, jnp.asarray(min(chunk, steps - done)), tol_a, ptol_a, key,
-                    X, Y, X_val, Y_val, val_every)
-            LAST_CALL[:] = args  # for inspecting the compiled loop (e.g. its all-reduce)
-            state, bufs = run(*args)
-            ran = int(np.max(np.asarray(state.step))) - done
-            for k in pieces:
-                pieces[k].append(np.asarray(bufs[k])[..., :ran])
-            done += ran
-            if bar is not None:
-                bar.update(ran)
-                bar.set_postfix(cost=f"{float(np.nanmean(pieces['cost'][-1][..., -1])):.4g}")
-            if np.all(np.asarray(state.status) != 0):
-                break
+        with catcher:
+            while done < steps and np.any(np.asarray(state.status) == 0) and not catcher.signal:
+                n = min(sizer.size, steps - done)
+                if next_save is not None:
+                    n = min(n, next_save - done)
+                args = (cfg, tx, state, jnp.asarray(n), tol_a, ptol_a, key, X, Y, X_val, Y_val,
+                        val_every, patience_a)
+                LAST_CALL[:] = args  # for inspecting the compiled loop (e.g. its all-reduce)
+                sizer.start()
+                state, bufs = run(*args)
+                ran = int(np.max(np.asarray(state.step))) - done
+                sizer.done(ran)
+                for k in pieces:
+                    pieces[k].append(np.asarray(bufs[k])[..., :ran])
+                done += ran
+                if bar is not None:
+                    bar.update(ran)
+                    bar.set_postfix(cost=f"{float(np.nanmean(pieces['cost'][-1][..., -1])):.4g}")
+                if next_save is not None and done >= next_save and done < steps \
+                        and np.any(np.asarray(state.status) == 0):
+                    save_to(state)
+                    next_save += every
     finally:
         if bar is not None:
             bar.close()
-    return _finish(net, state, pieces, X, Y, lr=lr, batched=batched, val_every=val_every,
-                   validate=validation is not None, on_divergence=on_divergence,
-                   eval_chunk=None if cfg.batch_size is None else max(cfg.batch_size, EVAL_CHUNK))
+    out, history = finish(state, pieces, interrupted=catcher.signal)
+    if save_to is not None:
+        save_to(state, catcher.signal)
+    return out, history
+
+
+def check_long_run_options(*, validation, checkpoint, checkpoint_every, keep, patience,
+                           restore_best, interrupts):
+    """Raise a ValueError for an option of a long run (resume, checkpoints, early stopping)."""
+    if patience is not None:
+        if not _is_count(patience):
+            raise ValueError(f"patience must be an int >= 1 or None, got {patience!r}")
+        if validation is None:
+            raise ValueError("patience (early stopping) needs validation=(X_val, Y_val): it "
+                             "counts evaluations of the validation cost without improvement")
+    if checkpoint_every is not None:
+        if not _is_count(checkpoint_every):
+            raise ValueError(f"checkpoint_every must be an int >= 1 or None, got "
+                             f"{checkpoint_every!r}")
+        if checkpoint is None:
+            raise ValueError("checkpoint_every needs checkpoint=path (where to write them)")
+    if not _is_count(keep, least=0):
+        raise ValueError(f"keep must be an int >= 0, got {keep!r}")
+    if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
+        raise ValueError(f"checkpoint must be a path, got {type(checkpoint).__name__}")
+    for name, value in (("restore_best", restore_best), ("interrupts", interrupts)):
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
+def _initial_best(prior, best0, params, shape, dtype, start):
+    """`(best params, best val cost, its step, evaluations since)` to start early stopping
+    with: from the resumed history's validation entries before `start`, else nothing yet."""
+    cost = np.full(shape, np.inf)
+    step = np.zeros(shape, np.int64)
+    since = np.zeros(shape, np.int64)
+    if prior is not None and "val_cost" in prior and best0 is not None:
+        vs = np.asarray(prior["val_step"])
+        vc = np.asarray(prior["val_cost"], np.float64)[..., vs < start]
+        vs = vs[vs < start]
+        if vs.size:
+            filled = np.where(np.isnan(vc), np.inf, vc)
+            i = np.argmin(filled, axis=-1)
+            cost = np.take_along_axis(filled, np.asarray(i)[..., None], -1)[..., 0]
+            step = vs[i]
+            since = (vs[None, :] > np.asarray(step)[..., None]).sum(-1) if shape else \
+                int((vs > step).sum())
+            since = np.asarray(since).reshape(shape)
+            params = best0
+    return (params, jnp.asarray(cost, dtype), jnp.asarray(step, jnp.int32),
+            jnp.asarray(since, jnp.int32))
 
 
 _cost_one = jax.jit(lambda net, p, X, Y: net._cost(p, X, Y), static_argnums=0)
@@ -544,40 +754,82 @@ def full_cost(net, params, X, Y, *, chunk=None, batched=False):
     return total
 
 
-def _finish(net, state, pieces, X, Y, *, lr, batched, val_every, validate, on_divergence,
-            eval_chunk=None):
-    """Pick the returned parameters (the last finite ones where J diverged) and the history."""
+_val_one = jax.jit(lambda net, p, X, Y: _val_scores(net, p, X, Y), static_argnums=0)
+_val_many = jax.jit(lambda net, p, X, Y: jax.vmap(lambda q: _val_scores(net, q, X, Y))(p),
+                    static_argnums=0)
+
+
+def _val_scores(net, params, X_val, Y_val):
+    """`(J, accuracy)` on the validation set, as the compiled loop evaluates them."""
+    dtype = jax.tree.leaves(params)[0].dtype
+    Z, A, _ = net._forward(params, X_val)
+    acc = accuracy_from_output(net, A, Y_val).astype(dtype) if is_classifier(net) \
+        else jnp.asarray(jnp.nan, dtype)
+    return net._loss(Z, A, Y_val).astype(dtype), acc
+
+
+def _finish(net, state, pieces, X, Y, *, lr, schedule, batched, val_every, on_divergence,
+            start, prior, validation, restore_best, record, eval_chunk=None, interrupted=None,
+            final=True):
+    """Pick the returned parameters (the last finite ones where J diverged, or the best ones
+    with early stopping) and build the history, the resumed run's history first.
+
+    With ``final=False`` (a checkpoint during the run) nothing is warned or raised and
+    ``stopped`` is ``"running"``."""
     J = partial(full_cost, net, X=X, Y=Y, chunk=eval_chunk, batched=batched)
     status = np.asarray(state.status).copy()
-    final = np.asarray(J(state.params))
+    final_J = np.asarray(J(state.params))
     # The very last update may overflow without a step left to see it: same treatment.
-    status[(status != 4) & ~np.isfinite(final)] = 4
+    status[(status != 4) & ~np.isfinite(final_J)] = 4
     diverged = status == 4
-    pick = lambda new, old: jnp.where(diverged.reshape(diverged.shape + (1,) * (new.ndim
-                                                                             - diverged.ndim)),
-                                      old, new)
-    out = jax.tree.map(pick, state.params, state.prev_params)
-    final = np.asarray(J(out), np.float64)
-    steps_run = np.asarray(state.step)
-    stopped = np.array([STATUS[s] if s else "steps" for s in status.ravel()]).reshape(status.shape)
-    history = {k: np.concatenate(pieces[k], axis=-1) for k in pieces}
-    classify = is_classifier(net)
-    if not classify:
-        del history["accuracy"]
-    if validate:
-        val_step = np.arange(0, int(steps_run.max()), val_every)
-        history["val_step"] = val_step
-        history["val_cost"] = history["val_cost"][..., val_step]
-        if classify:
-            history["val_accuracy"] = history["val_accuracy"][..., val_step]
-        else:
-            del history["val_accuracy"]
+
+    def pick(mask, new, old):
+        return jax.tree.map(lambda a, b: jnp.where(
+            mask.reshape(mask.shape + (1,) * (a.ndim - mask.ndim)), b, a), new, old)
+
+    out = pick(diverged, state.params, state.prev_params)
+    steps_run = np.asarray(state.step).astype(np.int64)
+    if not final:
+        names = np.array(["running"] * status.size).reshape(status.shape)
     else:
-        del history["val_cost"], history["val_accuracy"]
+        names = np.array([STATUS[s] if s else ("interrupted" if interrupted else "steps")
+                          for s in status.ravel()]).reshape(status.shape)
+    history = _history_arrays(net, pieces, prior, start, val_every, validation is not None,
+                              batched)
+    if validation is not None:  # always evaluated at the returned (last) parameters
+        vc, va = (_val_many if batched else _val_one)(net, out, *validation)
+        end = int(steps_run.max())
+        history["val_step"] = np.append(history["val_step"], end)
+        history["val_cost"] = np.concatenate([history["val_cost"],
+                                              np.asarray(vc)[..., None]], -1)
+        if "val_accuracy" in history:
+            history["val_accuracy"] = np.concatenate([history["val_accuracy"],
+                                                      np.asarray(va)[..., None]], -1)
+    if state.best != ():
+        best_params, best_cost, best_step, _ = state.best
+        last = np.asarray(history["val_cost"])[..., -1]
+        better = np.asarray(last < np.asarray(best_cost)) | ~np.isfinite(np.asarray(best_cost))
+        best_params = jax.tree.map(
+            lambda b, o: jnp.where(jnp.asarray(better).reshape(better.shape + (1,) * (
+                o.ndim - better.ndim)), o, b), best_params, out)
+        best_step = np.where(better, steps_run, np.asarray(best_step))
+        best_cost = np.where(better, last, np.asarray(best_cost, np.float64))
+        history["best_step"] = best_step if batched else int(best_step)
+        history["best_val_cost"] = best_cost if batched else float(best_cost)
+        history["best_params"] = best_params
+        if restore_best:
+            out = best_params
+    final_J = np.asarray(J(out), np.float64)
     if not batched:
-        steps_run, stopped, final = int(steps_run), str(stopped), float(final)
-    history.update(steps_run=steps_run, stopped=stopped, final_cost=final, learning_rate=lr)
-    if diverged.any():
+        steps_run, names, final_J = int(steps_run), str(names), float(final_J)
+    history.update(steps_run=steps_run, stopped=names, final_cost=final_J,
+                   learning_rate=_learning_rates_run(lr, schedule, int(np.max(steps_run))))
+    if interrupted and final:
+        history["signal"] = interrupted
+    end = int(np.max(steps_run))
+    history["opt_state"] = state.opt_state
+    history["settings"] = record(schedule_value=None if schedule is None else schedule(end))
+    if final and diverged.any():
         where = f"step {int(steps_run) - 1}" if not batched else \
             f"{int(diverged.sum())} of {diverged.size} models ({np.flatnonzero(diverged)[:10]})"
         msg = (f"the cost became non-finite at {where} (learning_rate={lr}); stopped and "
@@ -588,3 +840,45 @@ def _finish(net, state, pieces, X, Y, *, lr, batched, val_every, validate, on_di
             raise err
         warnings.warn(msg, DivergenceWarning, stacklevel=4)
     return out, history
+
+
+def _learning_rates_run(lr, schedule, steps_run):
+    """α as given, or the schedule's value at each global step 0 … steps_run − 1."""
+    if schedule is None:
+        return lr
+    return np.asarray(jax.vmap(schedule)(jnp.arange(steps_run)), np.float64)
+
+
+def _history_arrays(net, pieces, prior, start, val_every, validate, batched):
+    """``cost``, ``accuracy`` and the validation entries over global steps 0 … end − 1: the
+    resumed run's entries before `start` (NaN where it recorded none), then this run's."""
+    lead = () if not pieces["cost"] else pieces["cost"][0].shape[:-1]
+    new = {k: np.concatenate(v, axis=-1) if v else np.zeros(lead + (0,)) for k, v in
+           pieces.items()}
+    lead = new["cost"].shape[:-1]
+    end = start + new["cost"].shape[-1]
+    classify = is_classifier(net)
+    names = ("cost", "accuracy") if classify else ("cost",)
+    history = {}
+    prior = prior or {}
+    for k in names:
+        old = np.full(lead + (start,), np.nan, new[k].dtype)
+        if k in prior:
+            p = np.asarray(prior[k])[..., :start]
+            old[..., :p.shape[-1]] = p
+        history[k] = np.concatenate([old, new[k]], axis=-1)
+    if validate:
+        val_step = np.arange(-(-start // val_every) * val_every, end, val_every)
+        history["val_step"] = val_step
+        history["val_cost"] = new["val_cost"][..., val_step - start]
+        if classify:
+            history["val_accuracy"] = new["val_accuracy"][..., val_step - start]
+        if "val_step" in prior:
+            keep = np.asarray(prior["val_step"]) < start
+            history["val_step"] = np.concatenate([np.asarray(prior["val_step"])[keep],
+                                                  val_step])
+            for k in ("val_cost", "val_accuracy"):
+                if k in history and k in prior:
+                    history[k] = np.concatenate([np.asarray(prior[k])[..., keep], history[k]],
+                                                axis=-1)
+    return history
