@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ import numpy as np
 import optax
 
 from . import checkpoint as ckpt
-from . import interrupts, training
+from . import long_runs, training
 from .network import MLP
 from .sequential import Sequential, as_sequential
 
@@ -306,8 +305,7 @@ class GAN:
 # --- the alternating game, compiled ----------------------------------------------------------------
 TRACE_COUNT = [0]  # incremented each time the training chunk is traced (compiled); for tests
 RECORDS = ("d_loss", "g_loss", "d_real", "d_fake", "g_grad_norm")
-CHUNK = 1000
-CHUNK_SECONDS = 1.0  # aim of one compiled call: the bar and an interrupt respond this often
+CHUNK = 1000  # the most steps per compiled call (its scan length)
 
 
 class _Config(NamedTuple):
@@ -410,7 +408,7 @@ def _per_player(value, name):
 def train(gan: GAN, params, X_real, *, steps: int, key, batch_size: int | None = None,
           optimizer="adam", learning_rate=None, k_disc: int = 1, gradients: str = "manual",
           noise_dim: int | None = None, on_divergence: str = "warn",
-          progress: bool | None = None, chunk: int = CHUNK, snapshots=(), resume=None,
+          progress: bool | None = None, chunk: int | None = None, snapshots=(), resume=None,
           checkpoint=None, checkpoint_every: int | None = None, keep: int = 3):
     """Play the game for `steps` generator steps; return `(params, history)`.
 
@@ -442,7 +440,10 @@ def train(gan: GAN, params, X_real, *, steps: int, key, batch_size: int | None =
         on_divergence: ``"warn"`` or ``"raise"`` when a loss or gradient turns non-finite:
             either way training stops with the last parameters whose step was finite.
         progress: True/False, or None for a bar that appears after about a second.
-        chunk: steps per compiled call between progress updates.
+        chunk: None (default): steps per compiled call sized to about one second of work
+            (at most `CHUNK`; `jaxnet.long_runs.ChunkSizer`), so the bar and an interrupt
+            respond within about two seconds; an int: exactly that many steps per call.  Either
+            way one compilation serves every chunk length.
         snapshots: steps (in 1..steps) after which to keep a copy of the parameters, e.g. for
             figures of samples over training (no recompilation: chunks end there).
         resume: a path or a `GANCheckpoint` written by this function (``checkpoint=``) or by
@@ -453,14 +454,15 @@ def train(gan: GAN, params, X_real, *, steps: int, key, batch_size: int | None =
         checkpoint, checkpoint_every, keep: write a resumable checkpoint to `checkpoint` every
             `checkpoint_every` steps (None: only at the end) and at the end (also when
             interrupted), atomically; the `keep` newest lie beside it as
-            ``NAME.step-00001200.npz`` (see `jaxnet.interrupts.write_rotating`).
+            ``NAME.step-00001200.npz`` (`jaxnet.long_runs.write_checkpoint`; 0: only the
+            file at `checkpoint`).
 
     Returns:
         `(params, history)`: history holds per step ``d_loss``, ``g_loss``, ``d_real`` (mean
         D(x)), ``d_fake`` (mean D(G(z)), before the discriminator's update), ``g_grad_norm``
         (global norm of the generator's gradient), then ``steps_run`` (the total, counting
         the steps before a resume), ``stopped`` (``"steps"``, ``"diverged"`` or
-        ``"interrupted"``), ``loss``, ``k_disc``, ``learning_rate``, ``opt_state``
+        ``"interrupted"``, then also ``signal``: ``"SIGINT"`` or ``"SIGTERM"``), ``loss``, ``k_disc``, ``learning_rate``, ``opt_state``
         (``{"generator": ..., "discriminator": ...}``, to resume from), and ``snapshots``
         (``{step: params}``) when asked for.
     """
@@ -476,7 +478,7 @@ def train(gan: GAN, params, X_real, *, steps: int, key, batch_size: int | None =
         raise ValueError(f"k_disc must be an int >= 1, got {k_disc!r}")
     training.check_options(m, steps=steps, gradients=gradients, on_divergence=on_divergence,
                            batch_size=batch_size, key=key, tol=None, param_tol=None,
-                           compute_dtype=None, chunk=chunk)
+                           compute_dtype=None, chunk=CHUNK if chunk is None else chunk)
     _check_key(key)
     marks = sorted({int(s) for s in snapshots}) if isinstance(snapshots, (list, tuple, range)) \
         and all(training._is_count(s) and s <= steps for s in snapshots) else None
@@ -506,9 +508,9 @@ def train(gan: GAN, params, X_real, *, steps: int, key, batch_size: int | None =
     start, before = 0, {}
     if resume is not None:
         params, opts, start, before = _resumed(resume, gan, settings, steps, opts, dtype)
-    chunk = int(min(chunk, steps))
+    most = int(min(CHUNK if chunk is None else chunk, steps))
     cfg = _Config(gan, gradients, None if batch_size is None else int(batch_size), int(k_disc),
-                  chunk)
+                  most)
     state = _State(params, params, opts[0], opts[1], jnp.asarray(start, jnp.int32),
                    jnp.zeros((), jnp.int32))
     saves = [] if checkpoint_every is None else \
@@ -517,25 +519,24 @@ def train(gan: GAN, params, X_real, *, steps: int, key, batch_size: int | None =
 
     def save_state(st, done, history):
         opt = {"generator": st.opt_g, "discriminator": st.opt_d}
-        interrupts.write_rotating(checkpoint, done, lambda target: _write(
-            target, gan, st.params, history, opt, done, settings), keep=keep)
+        long_runs.write_checkpoint(checkpoint, lambda target: _write(
+            target, gan, st.params, history, opt, done, settings), done, keep)
 
     pieces, done, kept = [], start, {}
-    per_call, stopped = min(chunk, 8), None  # the first call compiles: keep it short
+    sizer = long_runs.ChunkSizer(most, fixed=chunk is not None)
     bar = training._progress(steps, progress)
     if bar is not None and start:
         bar.update(start)
+    catcher = long_runs.Interrupts()
     try:
-        with interrupts.Interrupts() as stop:
-            while done < steps:
+        with catcher:
+            while done < steps and not catcher.signal:
                 end = min([s for s in ends if s > done] + [steps])
-                t0 = time.perf_counter()
+                sizer.start()
                 state, recs = _run_chunk(cfg, txs[0][0], txs[1][0], state,
-                                         jnp.asarray(min(per_call, end - done)), key, X)
+                                         jnp.asarray(min(sizer.size, end - done)), key, X)
                 ran = int(state.step) - done
-                if pieces or start:  # calls after the first (compiling) one set the size
-                    per_call = max(1, min(chunk, int(CHUNK_SECONDS * ran
-                                                     / max(time.perf_counter() - t0, 1e-6))))
+                sizer.done(ran)
                 pieces.append(np.asarray(recs)[:, :ran])
                 done += ran
                 if done in marks and int(state.status) == 0:
@@ -549,15 +550,15 @@ def train(gan: GAN, params, X_real, *, steps: int, key, batch_size: int | None =
                 if done in saves:
                     save_state(state, done, _history(before, pieces, done, "steps", gan,
                                                      k_disc, txs))
-                if stop.requested:
-                    stopped = "interrupted"
-                    break
     finally:
         if bar is not None:
             bar.close()
+    stopped = "interrupted" if catcher.signal and done < steps else None
     diverged = int(state.status) != 0
     stopped = "diverged" if diverged else stopped or "steps"
     history = _history(before, pieces, done, stopped, gan, k_disc, txs)
+    if stopped == "interrupted":
+        history["signal"] = catcher.signal
     if checkpoint is not None and not diverged:
         save_state(state, done, history)
     history["opt_state"] = {"generator": state.opt_g, "discriminator": state.opt_d}
@@ -587,15 +588,13 @@ def _history(before, pieces, done, stopped, gan, k_disc, txs) -> dict:
 
 # --- resuming: what must match, and the optimizers' states put back -------------------------------
 def _settings(optimizers, txs, batch_size, k_disc, key) -> dict:
-    """What a resumed run must share with the checkpoint (JSON): each player's optimizer (its
-    name, or "optax" for a transformation, whose state's shapes are checked instead) and
-    learning rate, the batch size, k_disc, and the key's data."""
-    name = lambda o: o if isinstance(o, str) else "optax"
-    return {"optimizer": {"generator": name(optimizers[0]), "discriminator": name(optimizers[1])},
-            "learning_rate": {"generator": txs[0][1], "discriminator": txs[1][1]},
-            "batch_size": None if batch_size is None else int(batch_size),
-            "k_disc": int(k_disc),
-            "key": np.asarray(jax.random.key_data(key)).ravel().tolist()}
+    """What a resumed run must share with the checkpoint (JSON): each player's
+    `jaxnet.long_runs.settings` (optimizer, learning rate, batch size, key) and k_disc."""
+    each = {role: long_runs.settings(
+        optimizer=o if isinstance(o, str) else "optax", learning_rate=lr,
+        batch_size=batch_size, clip_norm=None, key=key)
+        for role, o, (_, lr) in zip(("generator", "discriminator"), optimizers, txs)}
+    return {**each, "k_disc": int(k_disc)}
 
 
 def _resumed(resume, gan, settings, steps, templates, dtype):
@@ -608,27 +607,24 @@ def _resumed(resume, gan, settings, steps, templates, dtype):
                          "with checkpoint=PATH")
     if ck.gan != gan:
         raise ValueError(f"{where} holds another GAN ({ck.gan}) than the one given ({gan})")
-    saved = ck.metadata.get("settings") or {}
-    for name, value in settings.items():
-        if name in saved and saved[name] != value:
-            raise ValueError(f"cannot resume from {where}: {name} differs (checkpoint "
-                             f"{saved[name]!r}, this run {value!r})")
+    saved = ck.metadata.get("settings")
+    if saved is not None:
+        for role in ("generator", "discriminator"):
+            long_runs.check_settings(saved[role], settings[role], f"{where} ({role})")
+            if saved[role]["key"] != settings[role]["key"]:
+                raise ValueError(f"cannot resume from {where}: key differs (the batches and "
+                                 "noise of every step come from it)")
+        if saved["k_disc"] != settings["k_disc"]:
+            raise ValueError(f"cannot resume from {where}: k_disc differs ({saved['k_disc']} "
+                             f"there, {settings['k_disc']} now)")
     if ck.step > steps:
         raise ValueError(f"{where} is at step {ck.step}, past steps={steps} (steps is the "
                          "run's total)")
     if jax.tree.leaves(ck.params)[0].dtype != dtype:
         raise ValueError(f"{where} holds {jax.tree.leaves(ck.params)[0].dtype} parameters, "
                          f"the parameters given are {dtype}")
-    opts = []
-    for role, template in zip(("generator", "discriminator"), templates):
-        leaves, treedef = jax.tree.flatten(template)
-        stored = ck.opt_state[role]
-        if len(stored) != len(leaves) or any(
-                np.shape(a) != np.shape(b) or np.asarray(a).dtype != np.asarray(b).dtype
-                for a, b in zip(stored, leaves)):
-            raise ValueError(f"cannot resume from {where}: the {role}'s optimizer state does "
-                             "not fit this optimizer (another optimizer or dtype?)")
-        opts.append(jax.tree.unflatten(treedef, [jnp.asarray(a) for a in stored]))
+    opts = [long_runs.restore_opt_state(template, ck.opt_state[role], f"{where} ({role})")
+            for role, template in zip(("generator", "discriminator"), templates)]
     history = ck.history or {}
     before = {name: np.asarray(history[name])[:ck.step] for name in RECORDS if name in history}
     return ck.params, opts, int(ck.step), before
@@ -695,7 +691,7 @@ def _write(path, gan, params, history, opt_state, step, settings) -> Path:
                              f"'discriminator', got {opt_state!r:.80}")
         opt_meta = {}
         for role in ("generator", "discriminator"):
-            leaves = [np.asarray(a) for a in jax.tree.leaves(opt_state[role])]
+            leaves = long_runs.opt_state_leaves(opt_state[role])
             arrays.update({f"opt.{role}.{i}": a for i, a in enumerate(leaves)})
             opt_meta[role] = len(leaves)
     if history is not None:  # train's: its states are stored above; per-player dicts flat
