@@ -591,11 +591,11 @@ def train(net, params, X, Y, *, tx, lr, K, steps, gradients, batch_size, key, to
         else:
             leaves, start = resume.opt_state, resume.step
             prior, best0 = resume.history or {}, resume.best_params
-        opt_state = restore_opt_state(opt_state, leaves, where)
         step0 = np.broadcast_to(np.asarray(start, np.int64), shape).copy()
-        if stored is not None:
+        if stored is not None:  # first: it names the option that differs
             now = record(schedule_value=None if schedule is None else schedule(int(step0.max())))
             check_settings(stored, now, where)
+        opt_state = restore_opt_state(opt_state, leaves, where)
         stopped = np.broadcast_to(np.asarray(prior.get("stopped", "steps")), shape)
         codes = {name: i for i, name in enumerate(STATUS)}
         status0 = np.array([0 if s in ("steps", "interrupted", "running") else codes.get(s, 0)
@@ -604,7 +604,9 @@ def train(net, params, X, Y, *, tx, lr, K, steps, gradients, batch_size, key, to
             raise ValueError(f"cannot resume from {where}: the models still running stopped at "
                              f"different steps {step0[status0 == 0].tolist()}")
     start = int(step0.max())
-    chunk_max = int(min(CHUNK if chunk is None else chunk, steps))
+    # Time-sized chunks share one program whatever `steps` is (the chunk length is traced;
+    # only the history buffers' length, `cfg.chunk`, is static).
+    chunk_max = CHUNK if chunk is None else int(min(chunk, steps))
     low = None if compute_dtype is None or jnp.dtype(compute_dtype) == dtype \
         else jnp.dtype(compute_dtype).name
     early = patience is not None
@@ -630,13 +632,14 @@ def train(net, params, X, Y, *, tx, lr, K, steps, gradients, batch_size, key, to
                      eval_chunk=None if cfg.batch_size is None else max(cfg.batch_size,
                                                                         EVAL_CHUNK))
     save_to = None
-    if checkpoint is not None:
+    if checkpoint is not None and jax.process_index() == 0:  # one writer under jax.distributed
         from .checkpoint import save
 
-        def save_to(state, signal=None):
-            params, history = finish(state, pieces, interrupted=signal, final=False)
-            return write_checkpoint(checkpoint, lambda p: save(p, net, state.params,
-                                                               history=history),
+        def save_to(state, done=None):
+            """A resumable checkpoint: the last parameters (not the best ones), their
+            optimizer state and the history so far (`done`: the final `(params, history)`)."""
+            last, history = finish(state, pieces, final=False) if done is None else done
+            return write_checkpoint(checkpoint, lambda p: save(p, net, last, history=history),
                                     int(np.max(np.asarray(state.step))), keep)
     bar = _progress(steps, progress)
     if bar is not None and start:
@@ -672,9 +675,9 @@ def train(net, params, X, Y, *, tx, lr, K, steps, gradients, batch_size, key, to
     finally:
         if bar is not None:
             bar.close()
-    out, history = finish(state, pieces, interrupted=catcher.signal)
+    out, history, last = finish(state, pieces, interrupted=catcher.signal)
     if save_to is not None:
-        save_to(state, catcher.signal)
+        save_to(state, (last, history))
     return out, history
 
 
@@ -774,8 +777,9 @@ def _finish(net, state, pieces, X, Y, *, lr, schedule, batched, val_every, on_di
     """Pick the returned parameters (the last finite ones where J diverged, or the best ones
     with early stopping) and build the history, the resumed run's history first.
 
-    With ``final=False`` (a checkpoint during the run) nothing is warned or raised and
-    ``stopped`` is ``"running"``."""
+    Returns `(params, history, last)`, `last` the last finite parameters (not the best ones).
+    With ``final=False`` (a checkpoint during the run) nothing is warned or raised,
+    ``stopped`` is ``"running"`` and it returns `(last, history)`."""
     J = partial(full_cost, net, X=X, Y=Y, chunk=eval_chunk, batched=batched)
     status = np.asarray(state.status).copy()
     final_J = np.asarray(J(state.params))
@@ -787,7 +791,7 @@ def _finish(net, state, pieces, X, Y, *, lr, schedule, batched, val_every, on_di
         return jax.tree.map(lambda a, b: jnp.where(
             mask.reshape(mask.shape + (1,) * (a.ndim - mask.ndim)), b, a), new, old)
 
-    out = pick(diverged, state.params, state.prev_params)
+    out = last = pick(diverged, state.params, state.prev_params)
     steps_run = np.asarray(state.step).astype(np.int64)
     if not final:
         names = np.array(["running"] * status.size).reshape(status.shape)
@@ -839,14 +843,24 @@ def _finish(net, state, pieces, X, Y, *, lr, schedule, batched, val_every, on_di
             err.params, err.history = out, history
             raise err
         warnings.warn(msg, DivergenceWarning, stacklevel=4)
-    return out, history
+    return (out, history, last) if final else (last, history)
+
+
+SCHEDULE_BLOCK = 4096  # schedule values are computed this many steps at a time, one compile
+
+
+@partial(jax.jit, static_argnums=0)
+def _schedule_block(schedule, first):
+    return jax.vmap(schedule)(first + jnp.arange(SCHEDULE_BLOCK))
 
 
 def _learning_rates_run(lr, schedule, steps_run):
     """α as given, or the schedule's value at each global step 0 … steps_run − 1."""
     if schedule is None:
         return lr
-    return np.asarray(jax.vmap(schedule)(jnp.arange(steps_run)), np.float64)
+    blocks = [np.asarray(_schedule_block(schedule, jnp.asarray(first, jnp.int32)), np.float64)
+              for first in range(0, steps_run, SCHEDULE_BLOCK)]
+    return np.concatenate(blocks)[:steps_run] if blocks else np.zeros(0)
 
 
 def _history_arrays(net, pieces, prior, start, val_every, validate, batched):
