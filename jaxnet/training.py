@@ -811,13 +811,13 @@ def _finish(net, state, pieces, X, Y, *, lr, schedule, batched, val_every, on_di
                                                       np.asarray(va)[..., None]], -1)
     if state.best != ():
         best_params, best_cost, best_step, _ = state.best
-        last = np.asarray(history["val_cost"])[..., -1]
-        better = np.asarray(last < np.asarray(best_cost)) | ~np.isfinite(np.asarray(best_cost))
+        final_val = np.asarray(history["val_cost"])[..., -1]  # not `last`: the params below
+        better = np.asarray(final_val < np.asarray(best_cost)) | ~np.isfinite(np.asarray(best_cost))
         best_params = jax.tree.map(
             lambda b, o: jnp.where(jnp.asarray(better).reshape(better.shape + (1,) * (
                 o.ndim - better.ndim)), o, b), best_params, out)
         best_step = np.where(better, steps_run, np.asarray(best_step))
-        best_cost = np.where(better, last, np.asarray(best_cost, np.float64))
+        best_cost = np.where(better, final_val, np.asarray(best_cost, np.float64))
         history["best_step"] = best_step if batched else int(best_step)
         history["best_val_cost"] = best_cost if batched else float(best_cost)
         history["best_params"] = best_params
