@@ -277,10 +277,9 @@ def _train(args, guard) -> int:
             print(report)
             return 1
     batch = "full batch" if args.batch_size is None else f"batches of {args.batch_size}"
-    print(f"training: {args.optimizer}, learning rate {args.learning_rate:g}, "
-          f"{'up to ' if args.tol or args.patience else ''}{args.steps} steps, {batch}, "
-          f"{args.gradients} gradients" + (f", resumed from {resume}" if resume else ""),
-          flush=True)
+    print(f"training: {args.optimizer}, learning rate {args.learning_rate:g}, up to {args.steps} "
+          f"steps, {batch}, {args.gradients} gradients"
+          + (f", resumed from {resume}" if resume else ""), flush=True)
     out = Path(args.out or f"jaxnet-out/{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
     if args.model == "cnn":  # for `evaluate` of a checkpoint written during the run
         args.images = "pixels/16"
