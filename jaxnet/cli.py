@@ -276,6 +276,7 @@ def _train(args, guard) -> int:
         if not report.ok:
             print(report)
             return 1
+    guard.phase = "the start of training"
     batch = "full batch" if args.batch_size is None else f"batches of {args.batch_size}"
     print(f"training: {args.optimizer}, learning rate {args.learning_rate:g}, up to {args.steps} "
           f"steps, {batch}, {args.gradients} gradients"

@@ -132,7 +132,8 @@ def test_the_cnn_bar_moves_every_two_seconds(tmp_path, monkeypatch):
     assert cli.main(["train", "--model", "cnn", "--steps", "120", "--no-gradcheck",
                      "--out", str(tmp_path / "c")]) == 0
     gaps = np.diff(times[1:])  # after the first chunk, which compiles
-    assert len(times) >= 3 and gaps.max() < 2.5, gaps
+    # chunks aim at 1 s of work; 3 s leaves room for a loaded CI machine
+    assert len(times) >= 3 and gaps.max() < 3.0, gaps
 
 
 def test_unknown_flag_of_a_subcommand_points_at_its_help(capsys):
