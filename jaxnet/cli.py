@@ -300,7 +300,8 @@ def _train(args, guard) -> int:
                               checkpoint_every=args.checkpoint_every, keep=args.keep,
                               patience=args.patience)
     fit_s = time.perf_counter() - fit_start
-    signal_name = history.get("signal") if history["stopped"] == "interrupted" else guard.signal
+    signal_name = (history.get("signal") or guard.signal or "SIGINT") \
+        if history["stopped"] == "interrupted" else guard.signal
     if signal_name is None:
         train = scores(net, params, ds.X_train, ds.Y_train)
         test = scores(net, params, ds.X_test, ds.Y_test)
