@@ -6,6 +6,10 @@ parameter name, for a `Sequential`) and ``history_0, ...``, plus ``__jaxnet__``,
 document (as ``uint8``) with the format name and version, the architecture (for a `Sequential`:
 the input shape, the loss, and every layer's type and options), dtype and shapes.
 
+A resumable checkpoint also holds the training state: the optimizer state's leaves
+(``opt_state.0, ...``), with early stopping the best parameters (``best.W1, ...``), and the
+step and the settings a resumed run must share in the metadata's ``"training"`` entry.
+
 Saving is atomic (temporary file, fsync, `os.replace`), so a crash never leaves a half-written
 checkpoint where a good one was.  Loading checks the zip CRCs, the metadata, and every array
 against the stored architecture, and says what is wrong instead of raising a zipfile traceback.

@@ -3,9 +3,11 @@
     repeat: J, grads = cost and gradients at θ;  θ = θ − α·grads  (or any optax optimizer)
     until |J_t − J_{t-1}| < tol, max |Δθ| < param_tol, or `steps` updates
 
-The loop is a `lax.while_loop` under one `jit`; the host only sees it between chunks of
-`chunk` steps, to advance the progress bar.  A second call with the same shapes and options
-reuses the compiled loop (the learning rate of a named optimizer is data, not a constant).
+The loop is a `lax.while_loop` under one `jit`; the host only sees it between chunks (sized
+to about a second of work), to advance the progress bar, write checkpoints and notice an
+interrupt.  A second call with the same shapes and options reuses the compiled loop (the
+learning rate of a named optimizer and the chunk length are data, not constants).  Resume,
+checkpoints, interrupts and early stopping: `long_runs` and ``docs/long-runs.md``.
 """
 
 from __future__ import annotations
@@ -604,6 +606,9 @@ def train(net, params, X, Y, *, tx, lr, K, steps, gradients, batch_size, key, to
             raise ValueError(f"cannot resume from {where}: the models still running stopped at "
                              f"different steps {step0[status0 == 0].tolist()}")
     start = int(step0.max())
+    if start > steps:
+        raise ValueError(f"steps={steps} is the run's total, but the run to resume is already "
+                         f"at step {start}: pass steps >= {start}")
     # Time-sized chunks share one program whatever `steps` is (the chunk length is traced;
     # only the history buffers' length, `cfg.chunk`, is static).
     chunk_max = CHUNK if chunk is None else int(min(chunk, steps))
@@ -799,7 +804,7 @@ def _finish(net, state, pieces, X, Y, *, lr, schedule, batched, val_every, on_di
         names = np.array([STATUS[s] if s else ("interrupted" if interrupted else "steps")
                           for s in status.ravel()]).reshape(status.shape)
     history = _history_arrays(net, pieces, prior, start, val_every, validation is not None,
-                              batched)
+                              status.shape)
     if validation is not None:  # always evaluated at the returned (last) parameters
         vc, va = (_val_many if batched else _val_one)(net, out, *validation)
         end = int(steps_run.max())
@@ -863,13 +868,11 @@ def _learning_rates_run(lr, schedule, steps_run):
     return np.concatenate(blocks)[:steps_run] if blocks else np.zeros(0)
 
 
-def _history_arrays(net, pieces, prior, start, val_every, validate, batched):
+def _history_arrays(net, pieces, prior, start, val_every, validate, lead):
     """``cost``, ``accuracy`` and the validation entries over global steps 0 … end − 1: the
     resumed run's entries before `start` (NaN where it recorded none), then this run's."""
-    lead = () if not pieces["cost"] else pieces["cost"][0].shape[:-1]
-    new = {k: np.concatenate(v, axis=-1) if v else np.zeros(lead + (0,)) for k, v in
-           pieces.items()}
-    lead = new["cost"].shape[:-1]
+    new = {k: np.concatenate(v, axis=-1) if v else np.zeros(lead + (0,), np.float32)
+           for k, v in pieces.items()}
     end = start + new["cost"].shape[-1]
     classify = is_classifier(net)
     names = ("cost", "accuracy") if classify else ("cost",)
