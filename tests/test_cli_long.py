@@ -41,13 +41,13 @@ def wait_for(proc, text, timeout=120):
 
 def test_signals_write_a_resumable_run_or_exit_with_one_line(tmp_path):
     """SIGINT and SIGTERM while training (exit 130 / 143, a resumable run, one line), and SIGINT
-    during a transformer's gradient check / compilation (once a segfault): one line, 130.
+    during the gradient check and its compilation (once a segfault): one line, 130.
     The three runs go at once: their start-up dominates."""
     runs = {signal.SIGINT: tmp_path / "int", signal.SIGTERM: tmp_path / "term"}
     procs = {sig: start(*TINY, "--steps", 10**8, "--out", out) for sig, out in runs.items()}
-    early = start("train", "--model", "transformer", "--width", "8", "--heads", "2", "--blocks",
-                  "1", "--seq-len", "8", "--steps", 10**8, "--quiet", "--out", tmp_path / "t")
-    wait_for(early, "network")  # printed just before the gradient check starts
+    early = start("train", "--dataset", "xor", "--hidden-sizes", "4", "--steps", 10**8,
+                  "--quiet", "--out", tmp_path / "t")
+    wait_for(early, "network")  # printed just before the gradient check compiles and runs
     early.send_signal(signal.SIGINT)
     for proc in procs.values():
         wait_for(proc, "training:")
@@ -129,8 +129,8 @@ def test_the_cnn_bar_moves_every_two_seconds(tmp_path, monkeypatch):
             pass
 
     monkeypatch.setattr(training, "_progress", lambda total, enabled: Bar())
-    assert cli.main(["train", "--model", "cnn", "--steps", "120", "--no-gradcheck",
-                     "--out", str(tmp_path / "c")]) == 0
+    assert cli.main(["train", "--model", "cnn", "--steps", "60", "--batch-size", "32",
+                     "--no-gradcheck", "--out", str(tmp_path / "c")]) == 0
     gaps = np.diff(times[1:])  # after the first chunk, which compiles
     # chunks aim at 1 s of work; 3 s leaves room for a loaded CI machine
     assert len(times) >= 3 and gaps.max() < 3.0, gaps
