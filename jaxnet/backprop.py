@@ -16,11 +16,13 @@ from __future__ import annotations
 from . import activations, losses
 from .layers import dense
 from .network import MLP, forward_cache
+from .validation import binary_row
 
 
 def output_dZ(net: MLP, Z_L, A_L, Y, *, shortcut: bool = True):
     """`dZ^[L]` of shape `(n_y, m)`: `A^[L] − Y` for a matching pair, else the general chain."""
     loss = losses.get(net.loss)
+    Y = binary_row(Y, (net.sizes[-1],), net.loss)  # 0/1 labels (m,) of one sigmoid unit
     if shortcut and loss.output == net.output:
         return A_L - Y
     dA_L = loss.derivative(A_L, Y)

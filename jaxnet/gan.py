@@ -30,7 +30,7 @@ import numpy as np
 import optax
 
 from . import checkpoint as ckpt
-from . import training
+from . import long_runs, training
 from .network import MLP
 from .sequential import Sequential, as_sequential
 
@@ -313,7 +313,7 @@ class GAN:
 # --- the alternating game, compiled ----------------------------------------------------------------
 TRACE_COUNT = [0]  # incremented each time the training chunk is traced (compiled); for tests
 RECORDS = ("d_loss", "g_loss", "d_real", "d_fake", "g_grad_norm")
-CHUNK = 1000
+CHUNK = 1000  # the most steps per compiled call (its scan length)
 
 
 class _Config(NamedTuple):
@@ -416,14 +416,21 @@ def _per_player(value, name):
 def train(gan: GAN, params, X_real, *, steps: int, key, batch_size: int | None = None,
           optimizer="adam", learning_rate=None, k_disc: int = 1, gradients: str = "manual",
           noise_dim: int | None = None, on_divergence: str = "warn",
-          progress: bool | None = None, chunk: int = CHUNK, snapshots=()):
+          progress: bool | None = None, chunk: int | None = None, snapshots=(), resume=None,
+          checkpoint=None, checkpoint_every: int | None = None, keep: int = 3):
     """Play the game for `steps` generator steps; return `(params, history)`.
 
     Each step: `k_disc` discriminator steps (each on a real batch drawn with replacement from
     `X_real` and a fresh noise batch `Z ~ N(0, I)`), then one generator step on the last fake
     batch, through the updated discriminator.  The loop is a `lax.scan` under one `jit`, run in
-    chunks of `chunk` steps between progress-bar updates; a second call with the same shapes
-    and options reuses the compiled loop.
+    chunks of about one second (at most `chunk` steps) between progress-bar updates; a second
+    call with the same shapes and options reuses the compiled loop.
+
+    The batches and noise of step `s` come from `fold_in(key, s)` alone, so a run resumed at
+    step `s` (``resume=``) plays exactly the steps an uninterrupted one would: the same
+    parameters bit for bit on the same machine.  SIGINT or SIGTERM stop the game at the end of
+    the running chunk (``history["stopped"] == "interrupted"``, a checkpoint written when
+    `checkpoint` is set); a second SIGINT aborts at once.
 
     Arguments:
         gan, params: the `GAN` and its initial parameters (not modified).
@@ -441,15 +448,30 @@ def train(gan: GAN, params, X_real, *, steps: int, key, batch_size: int | None =
         on_divergence: ``"warn"`` or ``"raise"`` when a loss or gradient turns non-finite:
             either way training stops with the last parameters whose step was finite.
         progress: True/False, or None for a bar that appears after about a second.
-        chunk: steps per compiled call between progress updates.
+        chunk: None (default): steps per compiled call sized to about one second of work
+            (at most `CHUNK`; `jaxnet.long_runs.ChunkSizer`), so the bar and an interrupt
+            respond within about two seconds; an int: exactly that many steps per call.  Either
+            way one compilation serves every chunk length.
         snapshots: steps (in 1..steps) after which to keep a copy of the parameters, e.g. for
             figures of samples over training (no recompilation: chunks end there).
+        resume: a path or a `GANCheckpoint` written by this function (``checkpoint=``) or by
+            `save` with `opt_state` and `step`: play on from its step to `steps` (the run's
+            total), with its parameters and both optimizers' states (`params` is then only
+            checked).  The GAN, the optimizers with their learning rates, the batch size,
+            `k_disc` and `key` must be the checkpoint's, else a `ValueError` says which differs.
+        checkpoint, checkpoint_every, keep: write a resumable checkpoint to `checkpoint` every
+            `checkpoint_every` steps (None: only at the end) and at the end (also when
+            interrupted), atomically; the `keep` newest lie beside it as
+            ``NAME.step-00001200.npz`` (`jaxnet.long_runs.write_checkpoint`; 0: only the
+            file at `checkpoint`).
 
     Returns:
         `(params, history)`: history holds per step ``d_loss``, ``g_loss``, ``d_real`` (mean
         D(x)), ``d_fake`` (mean D(G(z)), before the discriminator's update), ``g_grad_norm``
-        (global norm of the generator's gradient), then ``steps_run``, ``stopped`` (``"steps"``
-        or ``"diverged"``), ``loss``, ``k_disc``, ``learning_rate``, and ``snapshots``
+        (global norm of the generator's gradient), then ``steps_run`` (the total, counting
+        the steps before a resume), ``stopped`` (``"steps"``, ``"diverged"`` or
+        ``"interrupted"``, then also ``signal``: ``"SIGINT"`` or ``"SIGTERM"``), ``loss``, ``k_disc``, ``learning_rate``, ``opt_state``
+        (``{"generator": ..., "discriminator": ...}``, to resume from), and ``snapshots``
         (``{step: params}``) when asked for.
     """
     if not isinstance(gan, GAN):
@@ -464,15 +486,23 @@ def train(gan: GAN, params, X_real, *, steps: int, key, batch_size: int | None =
         raise ValueError(f"k_disc must be an int >= 1, got {k_disc!r}")
     training.check_options(m, steps=steps, gradients=gradients, on_divergence=on_divergence,
                            batch_size=batch_size, key=key, tol=None, param_tol=None,
-                           compute_dtype=None, chunk=chunk)
+                           compute_dtype=None, chunk=CHUNK if chunk is None else chunk)
     _check_key(key)
     marks = sorted({int(s) for s in snapshots}) if isinstance(snapshots, (list, tuple, range)) \
         and all(training._is_count(s) and s <= steps for s in snapshots) else None
     if marks is None:
         raise ValueError(f"snapshots must be a list of steps in [1, steps={steps}], got "
                          f"{snapshots!r}")
-    txs = [training._optimizer(o, lr) for o, lr in zip(_per_player(optimizer, "optimizer"),
+    if checkpoint_every is not None and not training._is_count(checkpoint_every):
+        raise ValueError(f"checkpoint_every must be an int >= 1 or None, got {checkpoint_every!r}")
+    if not training._is_count(keep, 0):
+        raise ValueError(f"keep must be an int >= 0, got {keep!r}")
+    if checkpoint_every is not None and checkpoint is None:
+        raise ValueError("checkpoint_every needs checkpoint=PATH (where to write them)")
+    optimizers = _per_player(optimizer, "optimizer")
+    txs = [training._optimizer(o, lr) for o, lr in zip(optimizers,
                                                        _per_player(learning_rate, "learning_rate"))]
+    settings = _settings(optimizers, txs, batch_size, k_disc, key)
     dtype = jax.tree.leaves(params)[0].dtype
     X = X.astype(dtype)
     opts = []
@@ -483,37 +513,63 @@ def train(gan: GAN, params, X_real, *, steps: int, key, batch_size: int | None =
         if lr is not None:
             state.hyperparams["learning_rate"] = jnp.asarray(lr, dtype)
         opts.append(state)
-    chunk = int(min(chunk, steps))
+    start, before = 0, {}
+    if resume is not None:
+        params, opts, start, before = _resumed(resume, gan, settings, steps, opts, dtype)
+    most = int(min(CHUNK if chunk is None else chunk, steps))
     cfg = _Config(gan, gradients, None if batch_size is None else int(batch_size), int(k_disc),
-                  chunk)
-    state = _State(params, params, opts[0], opts[1], jnp.zeros((), jnp.int32),
+                  most)
+    state = _State(params, params, opts[0], opts[1], jnp.asarray(start, jnp.int32),
                    jnp.zeros((), jnp.int32))
-    pieces, done, kept = [], 0, {}
+    saves = [] if checkpoint_every is None else \
+        list(range((start // checkpoint_every + 1) * checkpoint_every, steps, checkpoint_every))
+    ends = sorted({*marks, *saves})
+
+    def save_state(st, done, history):
+        opt = {"generator": st.opt_g, "discriminator": st.opt_d}
+        long_runs.write_checkpoint(checkpoint, lambda target: _write(
+            target, gan, st.params, history, opt, done, settings), done, keep)
+
+    pieces, done, kept = [], start, {}
+    sizer = long_runs.ChunkSizer(most, fixed=chunk is not None)
     bar = training._progress(steps, progress)
+    if bar is not None and start:
+        bar.update(start)
+    catcher = long_runs.Interrupts()
     try:
-        while done < steps:
-            stop = min([s for s in marks if s > done] + [steps])
-            state, recs = _run_chunk(cfg, txs[0][0], txs[1][0], state,
-                                     jnp.asarray(min(chunk, stop - done)), key, X)
-            ran = int(state.step) - done
-            pieces.append(np.asarray(recs)[:, :ran])
-            done += ran
-            if done in marks and int(state.status) == 0:
-                kept[done] = state.params
-            if bar is not None:
-                bar.update(ran)
-                bar.set_postfix(d_loss=f"{pieces[-1][0, -1]:.3g}", g_loss=f"{pieces[-1][1, -1]:.3g}")
-            if int(state.status) != 0:
-                break
+        with catcher:
+            while done < steps and not catcher.signal:
+                end = min([s for s in ends if s > done] + [steps])
+                sizer.start()
+                state, recs = _run_chunk(cfg, txs[0][0], txs[1][0], state,
+                                         jnp.asarray(min(sizer.size, end - done)), key, X)
+                ran = int(state.step) - done
+                sizer.done(ran)
+                pieces.append(np.asarray(recs)[:, :ran])
+                done += ran
+                if done in marks and int(state.status) == 0:
+                    kept[done] = state.params
+                if bar is not None:
+                    bar.update(ran)
+                    bar.set_postfix(d_loss=f"{pieces[-1][0, -1]:.3g}",
+                                    g_loss=f"{pieces[-1][1, -1]:.3g}")
+                if int(state.status) != 0:
+                    break
+                if done in saves:
+                    save_state(state, done, _history(before, pieces, done, "steps", gan,
+                                                     k_disc, txs))
     finally:
         if bar is not None:
             bar.close()
-    recs = np.concatenate(pieces, axis=1)
+    stopped = "interrupted" if catcher.signal and done < steps else None
     diverged = int(state.status) != 0
-    history = {name: recs[i] for i, name in enumerate(RECORDS)}
-    history.update(steps_run=done, stopped="diverged" if diverged else "steps", loss=gan.loss,
-                   k_disc=int(k_disc), learning_rate={"generator": txs[0][1],
-                                                      "discriminator": txs[1][1]})
+    stopped = "diverged" if diverged else stopped or "steps"
+    history = _history(before, pieces, done, stopped, gan, k_disc, txs)
+    if stopped == "interrupted":
+        history["signal"] = catcher.signal
+    if checkpoint is not None and not diverged:
+        save_state(state, done, history)
+    history["opt_state"] = {"generator": state.opt_g, "discriminator": state.opt_d}
     if marks:
         history["snapshots"] = kept
     out = state.prev_params if diverged else state.params
@@ -528,26 +584,106 @@ def train(gan: GAN, params, X_real, *, steps: int, key, batch_size: int | None =
     return out, history
 
 
+def _history(before, pieces, done, stopped, gan, k_disc, txs) -> dict:
+    """The per-step records (those before a resume first) and the run's summary."""
+    recs = np.concatenate(pieces, axis=1) if pieces else np.zeros((len(RECORDS), 0))
+    history = {name: np.concatenate([np.asarray(before.get(name, ()), recs.dtype), recs[i]])
+               for i, name in enumerate(RECORDS)}
+    history.update(steps_run=done, stopped=stopped, loss=gan.loss, k_disc=int(k_disc),
+                   learning_rate={"generator": txs[0][1], "discriminator": txs[1][1]})
+    return history
+
+
+# --- resuming: what must match, and the optimizers' states put back -------------------------------
+def _settings(optimizers, txs, batch_size, k_disc, key) -> dict:
+    """What a resumed run must share with the checkpoint (JSON): each player's
+    `jaxnet.long_runs.settings` (optimizer, learning rate, batch size, key) and k_disc."""
+    each = {role: long_runs.settings(
+        optimizer=o if isinstance(o, str) else "optax", learning_rate=lr,
+        batch_size=batch_size, clip_norm=None, key=key)
+        for role, o, (_, lr) in zip(("generator", "discriminator"), optimizers, txs)}
+    return {**each, "k_disc": int(k_disc)}
+
+
+def _resumed(resume, gan, settings, steps, templates, dtype):
+    """`(params, [opt_g, opt_d], step, per-step records)` from a resumable checkpoint."""
+    ck = resume if isinstance(resume, GANCheckpoint) else load_checkpoint(resume)
+    where = "the checkpoint" if isinstance(resume, GANCheckpoint) else str(resume)
+    if ck.step is None or ck.opt_state is None:
+        raise ValueError(f"{where} holds no optimizer state and step: save it with "
+                         "gan.save(..., opt_state=history['opt_state'], step=...) or train "
+                         "with checkpoint=PATH")
+    if ck.gan != gan:
+        raise ValueError(f"{where} holds another GAN ({ck.gan}) than the one given ({gan})")
+    saved = ck.metadata.get("settings")
+    if saved is not None:
+        for role in ("generator", "discriminator"):
+            long_runs.check_settings(saved[role], settings[role], f"{where} ({role})")
+            if saved[role]["key"] != settings[role]["key"]:
+                raise ValueError(f"cannot resume from {where}: key differs (the batches and "
+                                 "noise of every step come from it)")
+        if saved["k_disc"] != settings["k_disc"]:
+            raise ValueError(f"cannot resume from {where}: k_disc differs ({saved['k_disc']} "
+                             f"there, {settings['k_disc']} now)")
+    if ck.step > steps:
+        raise ValueError(f"{where} is at step {ck.step}, past steps={steps} (steps is the "
+                         "run's total)")
+    if jax.tree.leaves(ck.params)[0].dtype != dtype:
+        raise ValueError(f"{where} holds {jax.tree.leaves(ck.params)[0].dtype} parameters, "
+                         f"the parameters given are {dtype}")
+    opts = [long_runs.restore_opt_state(template, ck.opt_state[role], f"{where} ({role})")
+            for role, template in zip(("generator", "discriminator"), templates)]
+    history = ck.history or {}
+    before = {name: np.asarray(history[name])[:ck.step] for name in RECORDS if name in history}
+    return ck.params, opts, int(ck.step), before
+
+
 # --- checkpoints: both networks in one atomic file ---------------------------------------------------
 FORMAT = "jaxnet.gan"
 FORMAT_VERSION = 1
 
 
 class GANCheckpoint(NamedTuple):
-    """What `load_checkpoint` returns."""
+    """What `load_checkpoint` returns; `step` and `opt_state` are None unless saved."""
 
     gan: GAN
     params: dict
     history: dict | None
     metadata: dict
 
+    @property
+    def step(self) -> int | None:
+        """The game step the checkpoint was written at (resumable checkpoints)."""
+        return self.metadata.get("step")
 
-def save(path, gan: GAN, params, *, history: dict | None = None) -> Path:
+    @property
+    def opt_state(self) -> dict | None:
+        """``{"generator": [leaves], "discriminator": [leaves]}``: each optimizer state's
+        arrays in `jax.tree.leaves` order (`train(resume=...)` puts them back into the
+        optimizer's own structure)."""
+        return self.metadata.get("opt_state_arrays")
+
+
+def save(path, gan: GAN, params, *, history: dict | None = None, opt_state=None,
+         step: int | None = None) -> Path:
     """Write both networks, their parameters (and `history`) to exactly `path`, atomically
-    (one `.npz`: arrays ``generator.W1``, ``discriminator.p1.W``, ... and JSON metadata)."""
+    (one `.npz`: arrays ``generator.W1``, ``discriminator.p1.W``, ... and JSON metadata).
+
+    With `opt_state` (``{"generator": state, "discriminator": state}``, e.g.
+    ``history["opt_state"]`` of `train`) and `step`, `train(resume=path)` continues the game
+    from there (it then checks the optimizers' state shapes only: `train(checkpoint=...)`
+    also records the settings a resume must share)."""
+    return _write(path, gan, params, history, opt_state, step, None)
+
+
+def _write(path, gan, params, history, opt_state, step, settings) -> Path:
     if not isinstance(gan, GAN):
         raise TypeError(f"save needs a jaxnet GAN, got {type(gan).__name__}")
     gan._check_params(params)
+    if (opt_state is None) != (step is None):
+        raise ValueError("pass opt_state and step together (both are needed to resume)")
+    if step is not None and not training._is_count(step, 0):
+        raise ValueError(f"step must be an int >= 0, got {step!r}")
     path, arrays, meta = Path(path), {}, {}
     for role in ("generator", "discriminator"):
         net = getattr(gan, role)
@@ -556,12 +692,34 @@ def save(path, gan: GAN, params, *, history: dict | None = None) -> Path:
         meta[role] = {"architecture": ckpt._architecture(net), "shapes": shapes, "dtype": dtype}
     if meta["generator"]["dtype"] != meta["discriminator"]["dtype"]:
         raise ValueError("the generator's and the discriminator's parameters differ in dtype")
+    opt_meta = None
+    if opt_state is not None:
+        if not isinstance(opt_state, dict) or set(opt_state) != {"generator", "discriminator"}:
+            raise ValueError("opt_state must be a dict with keys 'generator' and "
+                             f"'discriminator', got {opt_state!r:.80}")
+        opt_meta = {}
+        for role in ("generator", "discriminator"):
+            leaves = long_runs.opt_state_leaves(opt_state[role])
+            arrays.update({f"opt.{role}.{i}": a for i, a in enumerate(leaves)})
+            opt_meta[role] = len(leaves)
+    if history is not None:  # train's: its states are stored above; per-player dicts flat
+        flat = {}
+        for k, v in history.items():
+            if k in ("opt_state", "snapshots"):
+                continue
+            if isinstance(v, dict):
+                flat.update({f"{k}.{role}": x for role, x in v.items()})
+            else:
+                flat[k] = v
+        history = flat
     history_arrays, history_meta = ckpt._encode_history(history)
     from . import __version__
 
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "jaxnet_version": __version__,
             "loss": gan.loss, "dtype": meta["generator"]["dtype"], "history": history_meta,
             **meta}
+    if opt_meta is not None:
+        meta.update(step=int(step), opt_state=opt_meta, settings=settings)
     blob = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     ckpt._write_atomic(path, {**arrays, **history_arrays, ckpt.METADATA_KEY: blob})
@@ -603,6 +761,13 @@ def load_checkpoint(path) -> GANCheckpoint:
         gan = GAN(nets["generator"], nets["discriminator"], loss=meta["loss"])
     except (KeyError, ValueError) as err:
         raise ckpt.CheckpointError(f"{path}: invalid GAN in metadata ({err})") from err
+    if meta.get("opt_state") is not None:
+        try:
+            meta["opt_state_arrays"] = {role: [arrays[f"opt.{role}.{i}"] for i in range(n)]
+                                        for role, n in meta["opt_state"].items()}
+        except (KeyError, TypeError, AttributeError) as err:
+            raise ckpt.CheckpointError(f"{path}: optimizer state missing or malformed "
+                                       f"({err!r})") from err
     return GANCheckpoint(gan, params, ckpt._rebuild_history(path, meta, arrays), meta)
 
 

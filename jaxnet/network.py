@@ -231,6 +231,7 @@ def forward_cache(net: MLP, params, X):
 def per_example_loss(net: MLP, Z_L, A_L, Y):
     """Loss of each of the m columns, shape `(m,)`, from the logits where that is stable."""
     loss = losses.get(net.loss)
+    Y = v.binary_row(Y, (net.sizes[-1],), net.loss)  # 0/1 labels (m,) of one sigmoid unit
     if loss.from_logits is not None and loss.output == net.output:
         return loss.from_logits(Z_L, Y)
     return loss.forward(A_L, Y)

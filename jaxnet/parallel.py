@@ -144,7 +144,7 @@ def check_execution_modes(net, params, X, Y, *, mesh=None, K: int = 4, member: i
         tol: relative-error threshold; float64 round-off differs between modes only by
             summation order, far below 1e-10.
     """
-    net._check(params, X, Y)
+    X, Y = net._check(params, X, Y)
     with jax.enable_x64(True):
         to64 = lambda t: jax.tree.map(
             lambda a: jnp.asarray(a, jnp.float64) if jnp.issubdtype(jnp.asarray(a).dtype,

@@ -14,7 +14,8 @@ for a layer without one), and the loss follows from it as for `MLP`.
 
 Targets of a softmax + categorical cross-entropy output may be one-hot `(n_y, ..., m)` or integer
 class ids `(..., m)` (the output's shape without its first axis): no one-hot array is needed for
-a large vocabulary.
+a large vocabulary.  Likewise a single sigmoid (binary cross-entropy) unit takes 0/1 labels of
+shape `(m,)` as well as `(1, m)`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 
 from . import activations, losses
 from .layers import protocol, registry
-from .validation import concrete
+from .validation import binary_row, concrete
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,7 @@ class Sequential:
     def _per_position_loss(self, Z, A, Y):
         """The loss at each position of each example: shape of `Ŷ` without its first axis."""
         loss = losses.get(self.loss)
+        Y = binary_row(Y, A.shape[:-1], self.loss)
         if _is_ids(Y, A):
             if loss.name != "categorical_cross_entropy":
                 raise ValueError("integer class ids as targets need categorical cross-entropy")
@@ -206,6 +208,7 @@ class Sequential:
         """`("dZ", dZ^[L])` for a matching pair (the shortcut) or `("dA", dA^[L])`."""
         count = math.prod(A.shape[1:])
         loss = losses.get(self.loss)
+        Y = binary_row(Y, A.shape[:-1], self.loss)
         if _is_ids(Y, A):
             Y = jax.nn.one_hot(Y, A.shape[0], axis=0, dtype=A.dtype)
         if shortcut and loss.output == self.output:
@@ -299,7 +302,8 @@ class Sequential:
         return X
 
     def _check_Y(self, Y, m):
-        Y = jnp.asarray(Y)
+        # 0/1 labels (m,) of a single sigmoid unit are taken as its (1, m) output row
+        Y = binary_row(jnp.asarray(Y), self.output_shape, self.loss, m)
         out = self.output_shape
         full, ids = (*out, m), (*out[1:], m)
         if jnp.issubdtype(Y.dtype, jnp.integer) and Y.shape == ids \
@@ -311,7 +315,8 @@ class Sequential:
             return Y
         if Y.shape != full:
             extra = f" or integer class ids of shape {ids}" \
-                if self.loss == "categorical_cross_entropy" else ""
+                if self.loss == "categorical_cross_entropy" else f" or 0/1 labels of shape {ids}" \
+                if self.loss == "binary_cross_entropy" and out == (1,) else ""
             raise ValueError(f"Y must have shape {full}{extra}, got {Y.shape} ({Y.dtype})")
         y = concrete(Y)
         if y is None:

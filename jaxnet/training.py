@@ -703,8 +703,9 @@ def train(net, params, X, Y, *, tx, lr, K, steps, gradients, batch_size, key, to
             out, history, last = finish(state, pieces, interrupted=catcher.signal)
             if gradient_check is not None:
                 _stop_on_check(history, gradient_check, done, check_every)
-            if save_to is not None:
-                save_to(state, (last, history))
+            if save_to is not None:  # a checkpoint stores the failed check's report as text
+                save_to(state, (last, {**history, **({"gradient_check": str(gradient_check)}
+                                                     if gradient_check is not None else {})}))
     finally:
         if bar is not None:
             bar.close()
@@ -874,13 +875,13 @@ def _finish(net, state, pieces, X, Y, *, lr, schedule, batched, val_every, on_di
                                                       np.asarray(va)[..., None]], -1)
     if state.best != ():
         best_params, best_cost, best_step, _ = state.best
-        last = np.asarray(history["val_cost"])[..., -1]
-        better = np.asarray(last < np.asarray(best_cost)) | ~np.isfinite(np.asarray(best_cost))
+        final_val = np.asarray(history["val_cost"])[..., -1]  # not `last`: the params below
+        better = np.asarray(final_val < np.asarray(best_cost)) | ~np.isfinite(np.asarray(best_cost))
         best_params = jax.tree.map(
             lambda b, o: jnp.where(jnp.asarray(better).reshape(better.shape + (1,) * (
                 o.ndim - better.ndim)), o, b), best_params, out)
         best_step = np.where(better, steps_run, np.asarray(best_step))
-        best_cost = np.where(better, last, np.asarray(best_cost, np.float64))
+        best_cost = np.where(better, final_val, np.asarray(best_cost, np.float64))
         history["best_step"] = best_step if batched else int(best_step)
         history["best_val_cost"] = best_cost if batched else float(best_cost)
         history["best_params"] = best_params

@@ -94,12 +94,26 @@ def check_X(net, X):
     return X
 
 
+def binary_row(Y, out_shape, loss, m=None):
+    """0/1 labels of shape `(m,)` for a single binary-cross-entropy unit, as the `(1, m)` row
+    its output `Ŷ` has (the shape scikit-learn gives labels in, as a softmax output takes
+    integer ids `(m,)`).  Every other `Y` (and, with `m` given, labels of another length) is
+    returned as it is, for the shape check to judge."""
+    if loss == "binary_cross_entropy" and tuple(out_shape) == (1,) and jnp.ndim(Y) == 1 \
+            and (m is None or jnp.shape(Y)[0] == m):
+        return jnp.reshape(Y, (1, -1))
+    return Y
+
+
 def check_Y(net, Y, m: int):
-    """`Y` as an array of shape `(n_y, m)` whose values suit the network's loss."""
-    Y = jnp.asarray(Y)
+    """`Y` as an array of shape `(n_y, m)` whose values suit the network's loss; for a single
+    sigmoid (binary cross-entropy) unit, 0/1 labels of shape `(m,)` are taken as `(1, m)`."""
+    Y = binary_row(jnp.asarray(Y), (net.sizes[-1],), net.loss, m)
     want = (net.sizes[-1], m)
     if Y.shape != want:
-        raise ValueError(f"Y must have shape (n_y, m) = {want}, got {Y.shape}")
+        extra = f" or 0/1 labels of shape ({m},)" if net.loss == "binary_cross_entropy" \
+            and want[0] == 1 else ""
+        raise ValueError(f"Y must have shape (n_y, m) = {want}{extra}, got {Y.shape}")
     y = concrete(Y)
     if y is None:
         return Y
