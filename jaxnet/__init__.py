@@ -28,6 +28,8 @@ from .gradcheck import TaylorResult as TaylorResult
 from .gradcheck import check_grad as check_grad
 from .gradcheck import check_gradients as check_gradients
 from .gradcheck import taylor_test as taylor_test
+from .layercheck import GradientCheckWarning as GradientCheckWarning
+from .layercheck import check_layer as check_layer
 from .layers import GRU as GRU
 from .layers import LSTM as LSTM
 from .layers import RNN as RNN
@@ -97,6 +99,8 @@ __all__ = [
     "activations",
     "check_grad",
     "check_gradients",
+    "check_layer",
+    "GradientCheckWarning",
     "data",
     "fit",
     "formulas",

@@ -102,6 +102,7 @@ class LeafReport:
     ok_manual: bool = True
     ok_fd: bool = True
     ok_perturbed: bool = True
+    layer: str = ""  # the type of the layer holding the leaf (check_gradients), e.g. "Dense"
 
     @property
     def ok(self) -> bool:
@@ -158,7 +159,12 @@ class TaylorResult:
 class GradientReport:
     """Result of a three-way check; ``ok`` is True when every leaf passes and neither the
     Taylor test nor the perturbed-point check failed (an inconclusive Taylor test does not
-    count either way)."""
+    count either way), and every per-layer report in ``layers`` passes.
+
+    ``title`` names what was checked (`check_layer`: the layer, e.g. ``LSTM(64)``); ``layers``
+    holds `check_gradients`' per-layer reports, one per layer in order, and
+    ``first_wrong_layer`` the index (0-based, into ``layers``; printed 1-based as in ``W[2]``)
+    of the first layer from the output down whose own backward is wrong, or None."""
 
     leaves: tuple
     eps: float
@@ -169,12 +175,27 @@ class GradientReport:
     perturbed: str | None = None  # the perturbed-point line, when that check ran
     perturbed_ok: bool = True
     loss_finite: bool = True
+    title: str = ""
+    layers: tuple = ()
+    first_wrong_layer: int | None = None
 
     @property
     def ok(self) -> bool:
+        return self._own_ok and all(r.ok for r in self.layers)
+
+    @property
+    def _own_ok(self) -> bool:
         taylor_ok = self.taylor is None or not self.taylor.failed
         return (taylor_ok and self.perturbed_ok and self.loss_finite
                 and all(leaf.ok for leaf in self.leaves))
+
+    def _what_failed(self) -> list[str]:
+        """The failing leaves, else what failed instead (empty when this check passed)."""
+        if self._own_ok:
+            return []
+        return list(self.failing) or (["loss not finite"] if not self.loss_finite else
+                                      ["perturbed point"] if not self.perturbed_ok else
+                                      ["Taylor test"])
 
     @property
     def failing(self) -> list[str]:
@@ -188,14 +209,19 @@ class GradientReport:
         raise KeyError(f"no leaf {name!r}; leaves are {[leaf.name for leaf in self.leaves]}")
 
     def __str__(self) -> str:
-        what = list(self.failing)  # the failing leaves, else what failed instead
-        if not what:
-            what = ["loss not finite"] if not self.loss_finite else \
-                ["perturbed point"] if not self.perturbed_ok else ["Taylor test"]
-        head = (f"gradient check (float64, eps={self.eps:g}): "
-                f"{'OK' if self.ok else 'FAILED: ' + ', '.join(what)}")
+        what = self._what_failed()
+        if self.first_wrong_layer is not None:  # name the layer at fault, then the network
+            bad = self.layers[self.first_wrong_layer]
+            what = [f"{bad.title}: {', '.join(bad._what_failed())}" + (
+                f" (whole network: {', '.join(what)})" if what else
+                " (the whole network's gradient agrees)")]
+        head = (f"{self.title + ': ' if self.title else ''}gradient check (float64, "
+                f"eps={self.eps:g}): {'OK' if self.ok else 'FAILED: ' + ', '.join(what)}")
         pert = self.perturbed is not None
-        rows = [("leaf", "shape", "manual~autodiff", "autodiff~FD", "worst entry", "kinks")
+        typed = any(leaf.layer for leaf in self.leaves)
+        rows = [("leaf",) + (("layer",) if typed else ()) + ("shape", "manual~autodiff",
+                                                              "autodiff~FD", "worst entry",
+                                                              "kinks")
                 + (("perturbed: manual~autodiff", "autodiff~FD") if pert else ()) + ("",)]
         for leaf in self.leaves:
             kinks = f"{leaf.kink_entries}"
@@ -205,7 +231,8 @@ class GradientReport:
             if pert:
                 extra = tuple("-" if v is None else f"{v:.1e}" for v in
                               (leaf.perturbed_manual_vs_autodiff, leaf.perturbed_autodiff_vs_fd))
-            rows.append((leaf.name, str(leaf.shape), f"{leaf.manual_vs_autodiff:.1e}",
+            rows.append((leaf.name,) + ((leaf.layer,) if typed else ())
+                        + (str(leaf.shape), f"{leaf.manual_vs_autodiff:.1e}",
                          f"{leaf.autodiff_vs_fd:.1e}", str(leaf.worst_index), kinks) + extra
                         + ("ok" if leaf.ok else "FAIL",))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -226,6 +253,18 @@ class GradientReport:
             lines.append(self.perturbed)
         if self.taylor is not None:
             lines.append(str(self.taylor))
+        if self.layers:
+            lines.append("per layer (each layer's own backward, at the input and upstream "
+                         "gradient the network gives it):")
+            for r in self.layers:
+                worst = ", ".join(f"{leaf.name} {leaf.manual_vs_autodiff:.0e}"
+                                  for leaf in r.leaves)
+                lines.append(f"  {r.title}: " + ("OK" if r.ok else
+                                                 "FAILED: " + ", ".join(r._what_failed()))
+                             + f" (manual~autodiff: {worst})")
+            for r in self.layers:
+                if not r.ok:
+                    lines.extend("    " + line for line in str(r).splitlines())
         return "\n".join(lines)
 
 
@@ -774,15 +813,25 @@ def check_gradients(net, params, X, Y, **options) -> GradientReport:
         net: an `MLP` or a `Sequential`; params: its parameters; `X` `(n_x, m)`, `Y` `(n_y, m)`
             (for a `Sequential`, its input and output shapes with the examples last; integer
             ids stay integers).
+        per_layer: also check each layer's own backward (`jaxnet.layercheck.layer_reports`:
+            at the input the float64 forward pass feeds it, with the upstream gradient that
+            autodiff of the layers above sends it; finite differences at ``entries`` sampled
+            entries per leaf, 32 when ``entries`` is None).  Default True.
         **options: passed to `check_grad` (`eps`, `tol_manual`, `tol_fd`, `entries`, `key`,
             `taylor`, `perturb`, `perturb_seed`).
 
     Returns:
         a `GradientReport` with one row per leaf (``W[1]``, ``b[1]``, …, ``Wq[3]``: parameter
-        name and layer number); the kinks column also
+        name and layer number; the layer column gives its type); the kinks column also
         counts the layer's ReLU/leaky-ReLU pre-activations within the step of 0, ``(n Z)``;
-        when there are any, the check is also repeated at a perturbed point.
+        when there are any, the check is also repeated at a perturbed point.  With
+        ``per_layer``, ``report.layers`` holds one report per layer (leaves ``dx``, ``W``,
+        …) and ``report.first_wrong_layer`` the index of the first layer from the output down
+        whose own backward is wrong (None if none); the verdict line then names that layer
+        and leaf (``FAILED: layer 2 ResidualTanh(): dx``), and ``report.ok`` needs every
+        layer to pass too.
     """
+    per_layer = options.pop("per_layer", True)
     X, Y = net._check(params, X, Y)  # clear errors for bad params, X or Y
     eps = options.get("eps", EPS)
     with jax.enable_x64(True):
@@ -794,5 +843,10 @@ def check_gradients(net, params, X, Y, **options) -> GradientReport:
     names = [f"{k}[{l}]" for l, p in enumerate(params, start=1) for k in sorted(p)]
     kinks = [None if c < 0 else c for c, p in zip(counts, params) for _ in p]
     # Bound methods of an equal network compare equal: later checks reuse the compilations.
-    return check_grad(net._cost, net._backprop, params, X, Y, names=names, kinks=kinks,
-                      **options)
+    report = check_grad(net._cost, net._backprop, params, X, Y, names=names, kinks=kinks,
+                        **options)
+    if not per_layer:
+        return report
+    from .layercheck import layer_reports, with_layers
+
+    return with_layers(report, net, params, layer_reports(net, params, X, Y, **options))
