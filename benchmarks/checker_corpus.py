@@ -19,8 +19,9 @@ A case's `build()` returns a `Problem` in float64 (it runs under `jax.enable_x64
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
