@@ -21,6 +21,7 @@ import numpy as np
 from . import __version__, activations, data, initializers, losses, models, text
 from .checkpoint import CheckpointError, load_checkpoint, save
 from .gradcheck import check_gradients
+from .layercheck import GradientCheckWarning
 from .metrics import accuracy, is_classifier, mse, r2
 from .network import MLP
 from .plotting import plot_history
@@ -57,6 +58,8 @@ REASONS = {
     "converged_params": "converged (parameters stopped changing)",
     "diverged": "DIVERGED: the cost became non-finite; kept the last finite parameters "
                 "(try a smaller --learning-rate)",
+    "gradient_check_failed": "GRADIENT CHECK FAILED (--check-every): the hand-written gradient "
+                             "is wrong at these parameters; kept them (report below)",
 }
 
 
@@ -252,16 +255,21 @@ def cmd_train(args) -> int:
     fit_start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DivergenceWarning)  # reported below as the stop reason
+        warnings.simplefilter("ignore", GradientCheckWarning)  # likewise, with its report
         params, history = fit(net, params, ds.X_train, ds.Y_train, steps=args.steps,
                               learning_rate=args.learning_rate, optimizer=args.optimizer,
                               gradients=args.gradients, batch_size=args.batch_size,
                               key=keys["batch"], tol=args.tol, clip_norm=args.clip_norm,
-                              validation=(ds.X_test, ds.Y_test), progress=not args.quiet)
+                              validation=(ds.X_test, ds.Y_test), progress=not args.quiet,
+                              check_every=args.check_every)
     fit_s = time.perf_counter() - fit_start
     train = scores(net, params, ds.X_train, ds.Y_train)
     test = scores(net, params, ds.X_test, ds.Y_test)
     print(f"train: {show(train)}\ntest:  {show(test)}")
     print(f"stopped after {history['steps_run']} steps: {REASONS[history['stopped']]}")
+    check_failed = history.pop("gradient_check", None)  # a report: printed, not saved
+    if check_failed is not None:
+        print(check_failed)
 
     out = Path(args.out or f"jaxnet-out/{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
     # what `evaluate` and `sample` need to rebuild the data
@@ -281,7 +289,7 @@ def cmd_train(args) -> int:
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     print(f"wall time {wall_s:.1f} s (training {fit_s:.1f} s)")
     print(f"wrote {out}/model.npz, cost.png, metrics.json")
-    return 0
+    return 0 if check_failed is None else 1
 
 
 def cmd_gradcheck(args) -> int:
@@ -405,6 +413,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder (default: jaxnet-out/DATASET-YYYYmmdd-HHMMSS)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--no-gradcheck", action="store_true", help="skip the gradient check")
+    p.add_argument("--check-every", type=positive_int, metavar="N",
+                   help="with --gradients manual: re-check the hand-written gradient every N "
+                        "steps; stop with the report if it fails")
     p.set_defaults(run=cmd_train)
 
     p = sub.add_parser("gradcheck", formatter_class=_Formatter, help="check gradients",

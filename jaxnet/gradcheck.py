@@ -815,8 +815,10 @@ def check_gradients(net, params, X, Y, **options) -> GradientReport:
             ids stay integers).
         per_layer: also check each layer's own backward (`jaxnet.layercheck.layer_reports`:
             at the input the float64 forward pass feeds it, with the upstream gradient that
-            autodiff of the layers above sends it; finite differences at ``entries`` sampled
-            entries per leaf, 32 when ``entries`` is None).  Default True.
+            autodiff of the layers above sends it).  Default True.
+        layer_entries: finite-difference entries sampled per leaf in the per-layer checks,
+            besides every entry where manual and autodiff disagree (default 0: the network's
+            own check already proves the forward passes' autodiff against differences).
         **options: passed to `check_grad` (`eps`, `tol_manual`, `tol_fd`, `entries`, `key`,
             `taylor`, `perturb`, `perturb_seed`).
 
@@ -832,6 +834,7 @@ def check_gradients(net, params, X, Y, **options) -> GradientReport:
         layer to pass too.
     """
     per_layer = options.pop("per_layer", True)
+    layer_entries = options.pop("layer_entries", None)
     X, Y = net._check(params, X, Y)  # clear errors for bad params, X or Y
     eps = options.get("eps", EPS)
     with jax.enable_x64(True):
@@ -849,4 +852,5 @@ def check_gradients(net, params, X, Y, **options) -> GradientReport:
         return report
     from .layercheck import layer_reports, with_layers
 
-    return with_layers(report, net, params, layer_reports(net, params, X, Y, **options))
+    return with_layers(report, net, params, layer_reports(
+        net, params, X, Y, **{**options, "entries": layer_entries}))

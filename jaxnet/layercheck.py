@@ -34,7 +34,7 @@ import numpy as np
 from . import activations, losses
 from .gradcheck import GradientReport, check_grad
 
-LAYER_ENTRIES = 32  # per-layer checks: finite differences at this many sampled entries per leaf
+LAYER_ENTRIES = 0  # per-layer checks: finite differences at this many sampled entries per leaf
 CHECK_OPTIONS = ("eps", "tol_manual", "tol_fd", "entries", "taylor", "perturb", "perturb_seed")
 SPOT_COLUMNS = 8  # spot_check: the most examples it uses
 SPOT_ENTRIES = 4  # spot_check: finite differences at this many entries per leaf
@@ -68,45 +68,40 @@ def layer_name(layer) -> str:
 
 # --- the loss and the hand-written gradient, as hashable callables ---------------------------
 # Frozen dataclasses compare equal for equal layers, so `check_grad`'s compilations (keyed on
-# these functions) are reused by a later check of the same layer.
+# these functions) are reused by a later check of the same layers.
 @dataclass(frozen=True)
 class _Loss:
-    """`J = Σ_k Σ cot_k ⊙ out_k`, one term per mode: ``"backward"`` (out = y, cot = dy) or
-    ``"dZ"`` (out = cache["Z"], cot = dZ).  `tree` holds one `(x, params)` pair per mode, or
-    `(params,)` when `x` holds integers (then passed as `x_int`)."""
+    """`J = Σ_k Σ cot_k ⊙ out_k` over the terms `(layer, mode, has_dx)`: mode ``"backward"``
+    (out = y, cot = dy) or ``"dZ"`` (out = cache["Z"], cot = dZ).  `tree` holds one
+    `(x, params)` pair per term, or `(params,)` when that term's `x` holds integers (then
+    passed in `x_ints`).  The terms share no variable, so each one's gradient is its own."""
 
-    layer: object
-    modes: tuple
-    has_dx: bool
+    terms: tuple
 
-    def __call__(self, tree, x_int, cots):
+    def __call__(self, tree, x_ints, cots):
         total = 0.0
-        for (x, p), mode, cot in zip(_pairs(tree, x_int, self.has_dx), self.modes, cots):
-            y, cache = self.layer.forward(p, x)
+        for (layer, mode, has_dx), t, x_int, cot in zip(self.terms, tree, x_ints, cots):
+            x, p = (t[0], t[1]) if has_dx else (x_int, t[0])
+            y, cache = layer.forward(p, x)
             total = total + jnp.sum(cot * (y if mode == "backward" else cache["Z"]))
         return total
 
 
 @dataclass(frozen=True)
 class _Grad:
-    """The hand-written gradient of `_Loss`: `backward` (or `backward_from_dZ`) per mode."""
+    """The hand-written gradient of `_Loss`: `backward` (or `backward_from_dZ`) per term."""
 
-    layer: object
-    modes: tuple
-    has_dx: bool
+    terms: tuple
 
-    def __call__(self, tree, x_int, cots):
+    def __call__(self, tree, x_ints, cots):
         out = []
-        for (x, p), mode, cot in zip(_pairs(tree, x_int, self.has_dx), self.modes, cots):
-            _, cache = self.layer.forward(p, x)
-            back = self.layer.backward if mode == "backward" else self.layer.backward_from_dZ
+        for (layer, mode, has_dx), t, x_int, cot in zip(self.terms, tree, x_ints, cots):
+            x, p = (t[0], t[1]) if has_dx else (x_int, t[0])
+            _, cache = layer.forward(p, x)
+            back = layer.backward if mode == "backward" else layer.backward_from_dZ
             dx, grads = back(p, cache, cot)
-            out.append((dx, grads) if self.has_dx else (grads,))
+            out.append((dx, grads) if has_dx else (grads,))
         return tuple(out)
-
-
-def _pairs(tree, x_int, has_dx):
-    return [(t[0], t[1]) if has_dx else (x_int, t[0]) for t in tree]
 
 
 # --- argument checks --------------------------------------------------------------------------
@@ -200,22 +195,29 @@ def _validate_backward(layer, name, params, x, cot, mode):
                              f"params[{k!r}] has {tuple(params[k].shape)}")
 
 
-# --- one layer --------------------------------------------------------------------------------
-def _check(layer, title, params, x, cots, modes, key, options) -> GradientReport:
-    """`check_grad` of `_Grad` against `_Loss` (inside x64), the report titled `title`."""
+# --- one layer ---------------------------------------------------------------------------------
+def _terms(layer, title, params, x, cots, modes):
+    """`(terms, tree, x_ints, names)` of `_Loss` for one layer, after checking its protocol."""
     has_dx = not _is_int(x)
     for cot, mode in zip(cots, modes):
         _validate_backward(layer, title, params, x, cot, mode)
-    tree = tuple((x, params) if has_dx else (params,) for _ in modes)
     names = []
     for mode in modes:
         suffix = "" if mode == "backward" else " (from dZ)"
         names += (["dx" + suffix] if has_dx else []) + [k + suffix for k in sorted(params)]
     if not names:
         raise ValueError(f"{title}: nothing to check: integer input and no parameters")
-    report = check_grad(_Loss(layer, tuple(modes), has_dx), _Grad(layer, tuple(modes), has_dx),
-                        tree, None if has_dx else x, tuple(cots), names=names, key=key,
-                        **options)
+    terms = tuple((layer, mode, has_dx) for mode in modes)
+    tree = tuple((x, params) if has_dx else (params,) for _ in modes)
+    x_ints = tuple(None if has_dx else x for _ in modes)
+    return terms, tree, x_ints, names
+
+
+def _check(layer, title, params, x, cots, modes, key, options) -> GradientReport:
+    """`check_grad` of `_Grad` against `_Loss` for one layer (inside x64), titled `title`."""
+    terms, tree, x_ints, names = _terms(layer, title, params, x, cots, modes)
+    report = check_grad(_Loss(terms), _Grad(terms), tree, x_ints, tuple(cots), names=names,
+                        key=key, **options)
     return dataclasses.replace(report, title=title)
 
 
@@ -353,12 +355,24 @@ def layer_reports(net, params, X, Y, *, key=None, **options) -> tuple:
     ``layer l Type(...)`` (l from 1, as in ``W[l]``): the layer's `backward` checked alone at
     the input and with the upstream gradient the network gives it (float64), plus its
     `backward_from_dZ` with the network's `∂J/∂Z^[L]` where the output takes the `A − Y`
-    shortcut.  Options as `check_layer`; ``entries`` defaults to ``LAYER_ENTRIES`` (finite
-    differences at 32 sampled entries per leaf; manual~autodiff is compared at every entry)."""
+    shortcut.
+
+    All layers are checked in one `check_grad` call (one compilation, whatever the depth) on
+    `Σ_l Σ dA^[l] ⊙ layer_l(θ_l, x_l)`, each layer with its own copy `(x_l, θ_l)`, so no term
+    shares a variable with another and each leaf's comparison is that layer's alone; the
+    report is then split by layer.  Each leaf is held to `check_grad`'s thresholds:
+    manual~autodiff at every entry; finite differences at every entry where the two disagree
+    (to judge kinks and ties: one-sided slopes, excuses, the perturbed point) plus ``entries``
+    sampled entries per leaf, default ``LAYER_ENTRIES`` = 0.  Zero suffices because the
+    layers' autodiff is that of the very forward passes whose autodiff the network's own
+    check proves against finite differences; it saves a compilation per check.  The Taylor
+    test is not run per layer (``taylor`` is ignored; the network's own report has it).
+    """
     _check_options(options, "layer_reports")
     options = dict(options)
     if options.get("entries") is None:
         options["entries"] = LAYER_ENTRIES
+    options["taylor"] = False
     seq = _sequential(net)
     key = key if key is not None else jax.random.key(0)
     with jax.enable_x64(True):
@@ -367,15 +381,47 @@ def layer_reports(net, params, X, Y, *, key=None, **options) -> tuple:
             if jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating) else jnp.asarray(a), t)
         params, X, Y = cast(list(params)), cast(X), cast(Y)
         inputs, upstream, dZ = _signals(seq, params, X, Y)
-        reports = []
+        terms, tree, x_ints, cots, names, owner, titles = [], [], [], [], [], [], []
         for l, layer in enumerate(seq.layers):
-            cots, modes = [upstream[l]], ["backward"]
+            cot, modes = [upstream[l]], ["backward"]
             if l == seq.L - 1 and dZ is not None:
-                cots.append(dZ)
+                cot.append(dZ)
                 modes.append("dZ")
-            reports.append(_check(layer, f"layer {l + 1} {layer_name(layer)}", params[l],
-                                  inputs[l], cots, modes, jax.random.fold_in(key, l), options))
-    return tuple(reports)
+            titles.append(f"layer {l + 1} {layer_name(layer)}")
+            t, tr, xi, nm = _terms(layer, titles[-1], params[l], inputs[l], cot, modes)
+            terms += t
+            tree += tr
+            x_ints += xi
+            cots += cot
+            names += [f"{l}:{n}" for n in nm]  # unique while combined; the prefix goes below
+            owner += [l] * len(nm)
+        report = check_grad(_Loss(tuple(terms)), _Grad(tuple(terms)), tuple(tree),
+                            tuple(x_ints), tuple(cots), names=names, key=key, **options)
+    return _split(report, owner, titles)
+
+
+def _split(report, owner, titles) -> tuple:
+    """The combined report cut into one report per layer."""
+    out = []
+    for l, title in enumerate(titles):
+        prefix = f"{l}:"
+        leaves = tuple(dataclasses.replace(leaf, name=leaf.name[len(prefix):])
+                       for leaf, o in zip(report.leaves, owner) if o == l)
+        notes = tuple(n.replace(f"  {prefix}", "  ", 1) for n in report.notes
+                      if n.startswith(f"  {prefix}"))
+        perturbed_ok = all(leaf.ok_perturbed for leaf in leaves)
+        if not report.perturbed_ok and all(leaf.ok_perturbed for leaf in report.leaves):
+            # entries still at a kink at every perturbed point: blame the layers with kinks
+            perturbed_ok = not any(leaf.kink_entries or leaf.unresolved for leaf in leaves)
+        line = report.perturbed
+        if line is not None and "FAILED: " in line and "still at a kink" not in line:
+            head, bad = line.split("FAILED: ", 1)
+            bad = [n[len(prefix):] for n in bad.split(" (")[0].split(", ")
+                   if n.startswith(prefix)]
+            line = head + ("FAILED: " + ", ".join(bad) if bad else "OK")
+        out.append(dataclasses.replace(report, leaves=leaves, notes=notes, title=title,
+                                       perturbed=line, perturbed_ok=perturbed_ok))
+    return tuple(out)
 
 
 def first_wrong(reports) -> int | None:
@@ -399,24 +445,33 @@ def spot_check(net, params, X, Y, *, key=None, columns: int = SPOT_COLUMNS,
                entries: int = SPOT_ENTRIES) -> GradientReport:
     """A cheap re-check of the hand-written gradient, for use along a training run.
 
-    `check_gradients` on the first `columns` examples of `X`, `Y` (float64), with finite
-    differences at `entries` sampled entries per leaf, no Taylor test and no per-layer checks
-    (run `check_gradients` on the returned parameters for those: the report then names the
-    layer).  Manual~autodiff is still compared at every entry.
+    `check_gradients` on the first `columns` examples of `X`, `Y` (float64) with finite
+    differences at `entries` sampled entries per leaf, without the Taylor test and the
+    per-layer checks; manual~autodiff is still compared at every entry.  When that fails, the
+    full `check_gradients` (per-layer checks, Taylor test) runs on the same columns, so the
+    report names the wrong layer.  After its first call (which compiles) a check of a small
+    network takes milliseconds.
 
     Arguments:
         net, params, X, Y: as `check_gradients` (examples on the last axis).
         key: seeds the sampled entries; default ``jax.random.key(0)``.
-        columns, entries: the most examples and finite-difference entries per leaf.
+        columns, entries: the most examples, and finite-difference entries per leaf.
 
     Returns:
         a `GradientReport`.
     """
     from .gradcheck import check_gradients
 
+    for name, value in (("columns", columns), ("entries", entries)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"spot_check: {name} must be an int >= 1, got {value!r}")
     m = min(int(columns), X.shape[-1])
-    return check_gradients(net, params, X[..., :m], Y[..., :m], entries=int(entries), key=key,
-                           taylor=False, per_layer=False)
+    X, Y = X[..., :m], Y[..., :m]
+    report = check_gradients(net, params, X, Y, entries=int(entries), key=key, taylor=False,
+                             per_layer=False)
+    if report.ok:
+        return report
+    return check_gradients(net, params, X, Y, entries=int(entries), key=key)
 
 
 __all__ = ["GradientCheckWarning", "check_layer", "layer_name", "layer_reports", "spot_check"]

@@ -10,6 +10,7 @@ reuses the compiled loop (the learning rate of a named optimizer is data, not a 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from functools import partial
@@ -321,7 +322,8 @@ def fit(net, params, X, Y, *, steps: int, learning_rate=None, optimizer="sgd",
         gradients: str = "autodiff", batch_size: int | None = None, key=None,
         tol: float | None = None, param_tol: float | None = None, validation=None,
         val_every: int | None = None, on_divergence: str = "warn", progress: bool | None = None,
-        chunk: int = CHUNK, compute_dtype=None, mesh=None, clip_norm: float | None = None):
+        chunk: int = CHUNK, compute_dtype=None, mesh=None, clip_norm: float | None = None,
+        check_every: int | None = None):
     """Train `params` by gradient descent; return `(params, history)`.
 
     Arguments:
@@ -357,13 +359,20 @@ def fit(net, params, X, Y, *, steps: int, learning_rate=None, optimizer="sgd",
         clip_norm: rescale each step's gradients to this global norm when they are larger
             (`optax.clip_by_global_norm`: the usual guard against exploding gradients through
             time in recurrent networks). None: no clipping.
+        check_every: with ``gradients="manual"``, re-check the hand-written gradient every this
+            many steps (`jaxnet.layercheck.spot_check`: manual ~ autodiff ~ finite differences in
+            float64 on at most 8 columns of the step's batch); when it fails, training stops
+            with the parameters of that step, ``history["stopped"] == "gradient_check_failed"``,
+            ``history["gradient_check"]`` the report (naming the wrong layer) and a
+            `GradientCheckWarning`.  None (default): no checks.
 
     Returns:
         `(params, history)`; `history` is a dict of numpy arrays over the steps run: ``cost``
         (J before each update, of the step's batch), ``accuracy`` (classifiers), ``val_step``,
         ``val_cost``, ``val_accuracy`` (with validation), and ``steps_run``, ``stopped``
         (one of ``"steps"``, ``"converged_cost"``, ``"converged_params"``, ``"diverged"``),
-        ``final_cost`` (J on the full training data at the returned parameters; with
+        ``"gradient_check_failed"``), ``gradient_check`` (with `check_every`, when a check
+        failed), ``final_cost`` (J on the full training data at the returned parameters; with
         minibatches it is evaluated `max(batch_size, 1024)` examples at a time, so a training
         set too large for one forward pass still gets its final cost),
         ``learning_rate``.
@@ -374,7 +383,7 @@ def fit(net, params, X, Y, *, steps: int, learning_rate=None, optimizer="sgd",
                  batch_size=batch_size, key=key, tol=tol, param_tol=param_tol,
                  validation=validation, val_every=val_every, on_divergence=on_divergence,
                  progress=progress, chunk=chunk, compute_dtype=compute_dtype, mesh=mesh,
-                 clip_norm=clip_norm)
+                 clip_norm=clip_norm, check_every=check_every)
 
 
 def check_options(m, *, steps, gradients, on_divergence, batch_size, key, tol, param_tol,
@@ -447,7 +456,7 @@ def place(mesh, X, Y, tree, *, batch_size=None):
 
 def train(net, params, X, Y, *, tx, lr, K, steps, gradients, batch_size, key, tol, param_tol,
           validation, val_every, on_divergence, progress, chunk, compute_dtype, mesh,
-          clip_norm=None):
+          clip_norm=None, check_every=None):
     """The host side of `fit` and `fit_many` (K models with a leading axis when K is an int)."""
     dtype = jax.tree.leaves(params)[0].dtype
     X = X.astype(dtype) if _floating(X) else X
@@ -457,6 +466,7 @@ def train(net, params, X, Y, *, tx, lr, K, steps, gradients, batch_size, key, to
                   batch_size=batch_size, key=key, tol=tol, param_tol=param_tol,
                   compute_dtype=compute_dtype, val_every=val_every, chunk=chunk,
                   validation=validation, mesh=mesh, clip_norm=clip_norm)
+    _check_every_option(check_every, gradients, K)
     tol = None if tol is None else float(tol)
     param_tol = None if param_tol is None else float(param_tol)
     if validation is not None:
@@ -492,9 +502,13 @@ def train(net, params, X, Y, *, tx, lr, K, steps, gradients, batch_size, key, to
     pieces = {"cost": [], "accuracy": [], "val_cost": [], "val_accuracy": []}
     bar = _progress(steps, progress)
     done = 0
+    gradient_check = None
     try:
         while done < steps:
-            args = (cfg, tx, state, jnp.asarray(min(chunk, steps - done)), tol_a, ptol_a, key,
+            n = min(chunk, steps - done)
+            if check_every is not None:  # check_every: a chunk ends at each multiple of N
+                n = min(n, check_every - done % check_every)
+            args = (cfg, tx, state, jnp.asarray(n), tol_a, ptol_a, key,
                     X, Y, X_val, Y_val, val_every)
             LAST_CALL[:] = args  # for inspecting the compiled loop (e.g. its all-reduce)
             state, bufs = run(*args)
@@ -507,12 +521,53 @@ def train(net, params, X, Y, *, tx, lr, K, steps, gradients, batch_size, key, to
                 bar.set_postfix(cost=f"{float(np.nanmean(pieces['cost'][-1][..., -1])):.4g}")
             if np.all(np.asarray(state.status) != 0):
                 break
+            if check_every is not None and done % check_every == 0:  # check_every hook
+                gradient_check = _check_step(cfg, state.params, done, key, X, Y)
+                if gradient_check is not None:
+                    break
     finally:
         if bar is not None:
             bar.close()
-    return _finish(net, state, pieces, X, Y, lr=lr, batched=batched, val_every=val_every,
-                   validate=validation is not None, on_divergence=on_divergence,
-                   eval_chunk=None if cfg.batch_size is None else max(cfg.batch_size, EVAL_CHUNK))
+    out, history = _finish(net, state, pieces, X, Y, lr=lr, batched=batched, val_every=val_every,
+                           validate=validation is not None, on_divergence=on_divergence,
+                           eval_chunk=None if cfg.batch_size is None
+                           else max(cfg.batch_size, EVAL_CHUNK))
+    if gradient_check is not None:
+        _stop_on_check(history, gradient_check, done, check_every)
+    return out, history
+
+
+# --- check_every: spot checks of the hand-written gradient along the run ----------------------
+def _check_every_option(check_every, gradients, K):
+    if check_every is None:
+        return
+    if not _is_count(check_every):
+        raise ValueError(f"check_every must be an int >= 1 or None, got {check_every!r}")
+    if gradients != "manual":
+        raise ValueError(f"check_every checks the hand-written gradient, which only "
+                         f"gradients='manual' uses (got gradients={gradients!r})")
+    if K is not None:
+        raise ValueError("check_every is an option of fit, not of fit_many")
+
+
+def _check_step(cfg, params, done, key, X, Y):
+    """The failing report of the spot check on the batch of step `done` − 1, or None."""
+    from .layercheck import spot_check
+
+    Xb, Yb = _batch(cfg, key, done - 1, X, Y)
+    report = spot_check(cfg.net, params, Xb, Yb, key=jax.random.fold_in(key, done))
+    return None if report.ok else dataclasses.replace(report, title=f"step {done}")
+
+
+def _stop_on_check(history, report, done, check_every):
+    from .layercheck import GradientCheckWarning
+
+    history.update(stopped="gradient_check_failed", gradient_check=report)
+    verdict = str(report).splitlines()[0]
+    warnings.warn(f"the hand-written gradient failed its check after step {done} "
+                  f"(check_every={check_every}): {verdict}; stopped and returned the parameters "
+                  "of that step (history['gradient_check'] holds the report)",
+                  GradientCheckWarning, stacklevel=4)
 
 
 _cost_one = jax.jit(lambda net, p, X, Y: net._cost(p, X, Y), static_argnums=0)
