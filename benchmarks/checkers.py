@@ -364,9 +364,13 @@ def main(argv=None):
            "load_average_at_start": os.getloadavg(), "quick": args.quick, "partial": partial}
     rows = []
     t0 = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    partial_file = out / "checkers.partial.json"  # the rows so far, should the run be stopped
     for i, case in enumerate(cases, 1):
         row = run_case(case, tools)
         rows.append(row)
+        _atomic_write(partial_file, json.dumps({"environment": env, "tools": tools,
+                                                "cases": rows}, indent=1, default=str))
         verdicts = ", ".join(f"{t} {o['verdict']}{'' if o['correct'] else ' (WRONG)'}"
                              for t, o in row["tools"].items())
         print(f"[{i}/{len(cases)} {time.perf_counter() - t0:.0f} s] {case.name}: {verdicts}",
@@ -376,11 +380,11 @@ def main(argv=None):
     summ = summary(rows, tools)
     report = markdown(env, rows, summ, skipped)
     print(report)
-    out.mkdir(parents=True, exist_ok=True)
     _atomic_write(out / "checkers.md", report)
     _atomic_write(out / "checkers.json", json.dumps(
         {"quick": args.quick, "partial": partial, "environment": env, "tools": tools,
          "skipped": skipped, "summary": summ, "cases": rows}, indent=1, default=str))
+    partial_file.unlink()
     print(f"wrote {out / 'checkers.md'} and .json")
 
 
