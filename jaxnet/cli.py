@@ -220,10 +220,10 @@ def show(s: dict) -> str:
     return f"R² {s['r2']:.4f}  MSE {s['mse']:.4g}  cost {s['cost']:.4g}"
 
 
-def gradient_check(net, params, ds, examples, entries, key):
+def gradient_check(net, params, ds, examples, entries, key, **options):
     m = min(examples, ds.X_train.shape[-1])
     return check_gradients(net, params, ds.X_train[..., :m], ds.Y_train[..., :m],
-                           entries=entries, key=key)
+                           entries=entries, key=key, **options)
 
 
 def summary(report) -> str:
@@ -242,7 +242,7 @@ def cmd_train(args) -> int:
     keys, ds, net, params = setup(args)
     if not args.no_gradcheck:
         report = gradient_check(net, params, ds, GRADCHECK_EXAMPLES, GRADCHECK_ENTRIES,
-                                keys["check"])
+                                keys["check"], per_layer="on_failure")  # quick: layers if it fails
         print(summary(report), flush=True)
         if not report.ok:
             print(report)

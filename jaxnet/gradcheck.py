@@ -815,7 +815,10 @@ def check_gradients(net, params, X, Y, **options) -> GradientReport:
             ids stay integers).
         per_layer: also check each layer's own backward (`jaxnet.layercheck.layer_reports`:
             at the input the float64 forward pass feeds it, with the upstream gradient that
-            autodiff of the layers above sends it).  Default True.
+            autodiff of the layers above sends it).  True (default), False, or
+            ``"on_failure"``: only when the network's own check fails (to name the layer at no
+            cost for a passing network; the per-layer checks add about a network check's
+            compilation).
         layer_entries: finite-difference entries sampled per leaf in the per-layer checks,
             besides every entry where manual and autodiff disagree (default 0: the network's
             own check already proves the forward passes' autodiff against differences).
@@ -848,7 +851,9 @@ def check_gradients(net, params, X, Y, **options) -> GradientReport:
     # Bound methods of an equal network compare equal: later checks reuse the compilations.
     report = check_grad(net._cost, net._backprop, params, X, Y, names=names, kinks=kinks,
                         **options)
-    if not per_layer:
+    if per_layer not in (True, False, "on_failure"):
+        raise ValueError(f"per_layer must be True, False or 'on_failure', got {per_layer!r}")
+    if not per_layer or (per_layer == "on_failure" and report.ok):
         return report
     from .layercheck import layer_reports, with_layers
 

@@ -471,7 +471,7 @@ def spot_check(net, params, X, Y, *, key=None, columns: int = SPOT_COLUMNS,
                              per_layer=False)
     if report.ok:
         return report
-    return check_gradients(net, params, X, Y, entries=int(entries), key=key)
+    return check_gradients(net, params, X, Y, entries=int(entries), key=key)  # names the layer
 
 
 __all__ = ["GradientCheckWarning", "check_layer", "layer_name", "layer_reports", "spot_check"]

@@ -370,7 +370,7 @@ def fit(net, params, X, Y, *, steps: int, learning_rate=None, optimizer="sgd",
         `(params, history)`; `history` is a dict of numpy arrays over the steps run: ``cost``
         (J before each update, of the step's batch), ``accuracy`` (classifiers), ``val_step``,
         ``val_cost``, ``val_accuracy`` (with validation), and ``steps_run``, ``stopped``
-        (one of ``"steps"``, ``"converged_cost"``, ``"converged_params"``, ``"diverged"``),
+        (one of ``"steps"``, ``"converged_cost"``, ``"converged_params"``, ``"diverged"``,
         ``"gradient_check_failed"``), ``gradient_check`` (with `check_every`, when a check
         failed), ``final_cost`` (J on the full training data at the returned parameters; with
         minibatches it is evaluated `max(batch_size, 1024)` examples at a time, so a training
