@@ -381,6 +381,15 @@ def layer_reports(net, params, X, Y, *, key=None, **options) -> tuple:
             if jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating) else jnp.asarray(a), t)
         params, X, Y = cast(list(params)), cast(X), cast(Y)
         inputs, upstream, dZ = _signals(seq, params, X, Y)
+        upstream = list(upstream)
+        stand_in = not bool(jnp.all(jnp.isfinite(upstream[-1])))
+        if stand_in:
+            # A saturated sigmoid/softmax output (σ rounds to 0 or 1): ∂L/∂A^[L] = −y/a + …
+            # is not finite there, although J and ∂J/∂Z^[L] are.  `backward` is a VJP, correct
+            # or not for every cotangent, so its check takes a random one instead (a NaN
+            # cotangent would fail every leaf of every layer in the combined check).
+            upstream[-1] = jax.random.normal(jax.random.fold_in(key, seq.L),
+                                             upstream[-1].shape, jnp.float64)
         terms, tree, x_ints, cots, names, owner, titles = [], [], [], [], [], [], []
         for l, layer in enumerate(seq.layers):
             cot, modes = [upstream[l]], ["backward"]
@@ -397,7 +406,12 @@ def layer_reports(net, params, X, Y, *, key=None, **options) -> tuple:
             owner += [l] * len(nm)
         report = check_grad(_Loss(tuple(terms)), _Grad(tuple(terms)), tuple(tree),
                             tuple(x_ints), tuple(cots), names=names, key=key, **options)
-    return _split(report, owner, titles)
+    out = _split(report, owner, titles)
+    if stand_in:
+        note = ("  the network's ∂J/∂A at this (saturated) output is not finite: `backward` was "
+                "checked with a random upstream gradient instead (`backward_from_dZ` with ∂J/∂Z)")
+        out = out[:-1] + (dataclasses.replace(out[-1], notes=out[-1].notes + (note,)),)
+    return out
 
 
 def _split(report, owner, titles) -> tuple:

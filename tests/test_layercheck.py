@@ -85,6 +85,24 @@ def test_mlp_reports_its_dense_layers():
                                       per_layer=per_layer).layers
 
 
+def test_a_saturated_sigmoid_output_is_not_a_false_failure():
+    # sigmoid(±30·z) rounds to 0 or 1: ∂L/∂A is not finite there, J and ∂J/∂Z are; the
+    # checkers benchmark found the per-layer checks failing every leaf on the NaN.
+    net = jn.MLP((3, 4, 1), hidden="tanh", output="sigmoid")
+    params = net.init(jax.random.key(0), bias="normal")
+    params[1] = {"W": params[1]["W"] * 300.0, "b": params[1]["b"]}
+    X = jax.random.normal(jax.random.key(1), (3, 6))
+    Y = (X[:1] > 0).astype(jnp.float32)
+    with jax.enable_x64(True):
+        A = np.asarray(net.forward(jax.tree.map(lambda a: a.astype(jnp.float64), params),
+                                   X.astype(jnp.float64)))
+    assert np.any((A == 0) | (A == 1))  # the point really is saturated
+    report = jn.check_gradients(net, params, X, Y)
+    assert report.ok and report.first_wrong_layer is None, str(report)
+    assert len(report.layers) == 2 and all(r.ok for r in report.layers)
+    assert any("random upstream gradient" in n for n in report.layers[-1].notes)
+
+
 # --- check_layer on the built-in layers --------------------------------------------------------
 def tied_images():
     """(2, 4, 4, 2) images whose 2x2 windows hold ties of their maximum."""
