@@ -48,7 +48,7 @@ def test_a_bigger_model_gets_a_smaller_batch_within_the_budget():
         ctx.chunk = big
         Vp = jnp.zeros((gc.TAYLOR_DIRECTIONS + 1, len(theta)))
         used = gc._memory(gc._values.lower(*ctx._values_args(theta, Vp, np.zeros(0, np.int64),
-                                                             np.zeros(0))))
+                                                             np.zeros(0))).compile())
     assert used is None or used <= 2**20 or big == 1
 
 
@@ -77,7 +77,7 @@ def test_without_xla_memory_analysis_the_traced_program_bounds_an_evaluation(mon
         traced = gc._traced_bytes(lambda t, d: gc._loss(loss, ctx.spec, ctx.static, t, d),
                                   theta, ctx.dyn)
         xla = gc._memory(jax.jit(lambda t, d: gc._loss(loss, ctx.spec, ctx.static, t, d))
-                         .lower(theta, ctx.dyn))
+                         .lower(theta, ctx.dyn).compile())
     assert traced >= 2 * 8 * 256 * 8  # at least Z and tanh(Z), float64
     assert xla is None or traced >= xla
     monkeypatch.setattr(gc, "_memory", lambda lowered: None)  # a backend with no analysis
