@@ -334,7 +334,7 @@ def cmd_gradcheck(args) -> int:
     report = gradient_check(net, params, ds, args.examples, entries, keys["check"],
                             args.check_memory)
     print(report)
-    print(f"({time.perf_counter() - check_start:.1f} s)")
+    print(f"checked in {time.perf_counter() - check_start:.1f} s")
     return 0 if report.ok else 1
 
 

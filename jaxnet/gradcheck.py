@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -442,7 +443,7 @@ def _choose_chunk(ctx, theta, want, budget):
     every evaluation of the check reuses) and its own analysis checked against `budget`: while
     it is over, the batch is halved.  One evaluation at a time is the least it can do.
     """
-    if not (isinstance(budget, (int, float)) and budget > 0):
+    if isinstance(budget, bool) or not (isinstance(budget, numbers.Real) and budget > 0):
         raise ValueError(f"memory_budget must be a positive number of bytes, got {budget!r}")
     n = int(theta.shape[0])
     per_eval = _memory(ctx.grads_executable(theta))
