@@ -22,6 +22,7 @@ from .checkpoint import load as load
 from .checkpoint import load_checkpoint as load_checkpoint
 from .checkpoint import save as save
 from .gan import GAN as GAN
+from .gradcheck import CheckMemoryError as CheckMemoryError
 from .gradcheck import GradientReport as GradientReport
 from .gradcheck import LeafReport as LeafReport
 from .gradcheck import TaylorResult as TaylorResult
@@ -87,6 +88,7 @@ __all__ = [
     "data_mesh",
     "fit_many",
     "Checkpoint",
+    "CheckMemoryError",
     "CheckpointError",
     "DivergenceError",
     "DivergenceWarning",

@@ -22,7 +22,7 @@ import numpy as np
 
 from . import __version__, activations, cli_runs, data, initializers, losses, models, text
 from .checkpoint import CheckpointError, load_checkpoint, save
-from .gradcheck import check_gradients
+from .gradcheck import MEMORY_BUDGET, CheckMemoryError, check_gradients
 from .layercheck import GradientCheckWarning
 from .metrics import accuracy, is_classifier, mse, r2
 from .network import MLP
@@ -42,7 +42,12 @@ TEXT_MODELS = ("lstm", "transformer")
 TEXT_WINDOWS, TEXT_VAL_WINDOWS = 8192, 512  # training / held-out windows drawn from --seed
 NAMES = tuple(sorted([*activations.ACTIVATIONS, *activations.ALIASES]))
 OUTPUTS = {"multiclass": "softmax", "binary": "sigmoid", "regression": "identity"}
-GRADCHECK_EXAMPLES, GRADCHECK_ENTRIES = 32, 16  # the quick check `train` runs first
+# The quick check `train` runs first: few examples and finite-difference entries per leaf
+# keep it within seconds for every --model (docs/verification.md, "Memory and time of the
+# check"); manual ~ autodiff is still compared at every entry.
+GRADCHECK_EXAMPLES, GRADCHECK_ENTRIES = 4, 4
+# `gradcheck` checks 32 examples, and every entry of a model up to this many parameters.
+GRADCHECK_ALL_ENTRIES = 10_000
 # --steps and --batch-size when not given: the digits CNN in minibatches (under a minute on
 # two idle cores, >= 98% test accuracy), text models in batches of 32 windows of 64 characters
 DEFAULT_STEPS = {"mlp": 1000, "cnn": 800, "lstm": 1000, "transformer": 1000}
@@ -90,6 +95,25 @@ def _number(kind, least, strict, below=math.inf):
 
 positive_int, positive_float = _number(int, 0, True), _number(float, 0, True)
 nonneg_float, seed = _number(float, 0, False), _number(int, 0, False, below=2**32)
+
+
+UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20,
+         "gib": 2**30}
+
+
+def memory_size(text: str) -> int:
+    """``"2GiB"`` -> 2147483648; also ``512MiB``, ``1.5GB``, ``800MB``, or plain bytes."""
+    body = text.strip().lower()
+    unit = next((u for u in sorted(UNITS, key=len, reverse=True) if u and body.endswith(u)), "")
+    try:
+        value = float(body[:len(body) - len(unit)].strip())
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value * UNITS[unit] >= 1):
+        raise argparse.ArgumentTypeError(
+            f"expected a memory size such as 2GiB, 512MiB, 800MB or a number of bytes, got "
+            f"{text!r}")
+    return int(value * UNITS[unit])
 
 
 def layer_sizes(text: str) -> tuple[int, ...]:
@@ -237,20 +261,37 @@ def show(s: dict) -> str:
     return f"R² {s['r2']:.4f}  MSE {s['mse']:.4g}  cost {s['cost']:.4g}"
 
 
-def gradient_check(net, params, ds, examples, entries, key, **options):
+def gradient_check(net, params, ds, examples, entries, key, memory_budget=None, **options):
+    """`check_gradients` on the first `examples` training examples (`options`: its others, e.g.
+    ``per_layer``); an out-of-memory is a `CheckMemoryError` that names the flags to lower."""
     m = min(examples, ds.X_train.shape[-1])
-    return check_gradients(net, params, ds.X_train[..., :m], ds.Y_train[..., :m],
-                           entries=entries, key=key, **options)
+    try:
+        return check_gradients(net, params, ds.X_train[..., :m], ds.Y_train[..., :m],
+                               entries=entries, key=key, memory_budget=memory_budget,
+                               **options)
+    except CheckMemoryError as err:
+        raise CheckMemoryError(
+            f"the gradient check ran out of memory ({_first_line(err.__cause__ or err)}); "
+            f"lower --examples "
+            f"(now {m}), --entries (now {entries or 'all'}) or --check-memory (now "
+            f"{memory_budget or MEMORY_BUDGET:,} bytes), or skip it with --no-gradcheck "
+            "(train)") from err
 
 
-def summary(report) -> str:
-    """The report in one line: its verdict and the worst error of each comparison."""
+def _first_line(err) -> str:
+    return next((line.strip() for line in str(err).splitlines() if line.strip()), "")
+
+
+def summary(report, seconds=None) -> str:
+    """The report in one line: its verdict, the worst error of each comparison and, given
+    `seconds`, how long the check took."""
     worst = {attr: max((e for leaf in report.leaves if not math.isnan(e := getattr(leaf, attr))),
                        default=math.nan) for attr in ("manual_vs_autodiff", "autodiff_vs_fd")}
     order = "n/a" if report.taylor is None else f"{report.taylor.order:.2f}"
+    took = "" if seconds is None else f", {seconds:.1f} s"
     return (f"gradient check: {'ok' if report.ok else 'FAILED'} (manual~autodiff "
             f"{worst['manual_vs_autodiff']:.0e}, autodiff~FD {worst['autodiff_vs_fd']:.0e}, "
-            f"Taylor order {order})")
+            f"Taylor order {order}{took})")
 
 
 # --- the commands --------------------------------------------------------------------------
@@ -275,9 +316,10 @@ def _train(args, guard) -> int:
                              f"settings build {architecture(net)}")
     if not args.no_gradcheck:
         guard.phase = "the gradient check"
-        report = gradient_check(net, params, ds, GRADCHECK_EXAMPLES, GRADCHECK_ENTRIES,
-                                keys["check"], per_layer="on_failure")  # quick: layers if it fails
-        print(summary(report), flush=True)
+        check_start = time.perf_counter()
+        report = gradient_check(net, params, ds, args.examples, args.entries, keys["check"],
+                                args.check_memory, per_layer="on_failure")  # layers if it fails
+        print(summary(report, time.perf_counter() - check_start), flush=True)
         if not report.ok:
             print(report)
             return 1
@@ -359,8 +401,14 @@ def _write_json(path: Path, obj) -> None:
 
 def cmd_gradcheck(args) -> int:
     keys, ds, net, params = setup(args)
-    report = gradient_check(net, params, ds, args.examples, args.entries, keys["check"])
+    entries = args.entries
+    if entries is None and sum(p.size for p in jax.tree.leaves(params)) > GRADCHECK_ALL_ENTRIES:
+        entries = 16
+    check_start = time.perf_counter()
+    report = gradient_check(net, params, ds, args.examples, entries, keys["check"],
+                            args.check_memory)
     print(report)
+    print(f"checked in {time.perf_counter() - check_start:.1f} s")
     return 0 if report.ok else 1
 
 
@@ -488,6 +536,18 @@ def _model_args(p) -> None:
                    help="seeds the data, the split, the initial weights and the batches")
 
 
+def _check_args(p, examples, entries, what, entries_default="") -> None:
+    p.add_argument("--examples", type=positive_int, default=examples,
+                   help=f"{what}training examples (windows, for text) the cost is taken over")
+    p.add_argument("--entries", type=positive_int, default=entries,
+                   help=f"{what}finite-difference entries per parameter leaf, chosen at random; "
+                        f"hand-written ~ autodiff is compared at every entry {entries_default}"
+                        .rstrip())
+    p.add_argument("--check-memory", type=memory_size, default=None, metavar="SIZE",
+                   help=f"{what}memory one batch of loss evaluations may use, e.g. 512MiB, 1GB "
+                        f"(default: {MEMORY_BUDGET // 2**30}GiB); the batch size follows from it")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="jaxnet", formatter_class=_RawFormatter, description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"jaxnet {__version__}")
@@ -537,6 +597,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check-every", type=positive_int, metavar="N",
                    help="with --gradients manual: re-check the hand-written gradient every N "
                         "steps; stop with the report if it fails")
+    _check_args(p, GRADCHECK_EXAMPLES, GRADCHECK_ENTRIES, "the gradient check before training: ")
     p.set_defaults(run=cmd_train)
 
     p = sub.add_parser("gradcheck", formatter_class=_Formatter, help="check gradients",
@@ -544,10 +605,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "with central finite differences (float64) for a freshly initialized "
                        "network, and print the table. Exit status 0 when they agree, 1 if not.")
     _model_args(p)
-    p.add_argument("--examples", type=positive_int, default=32,
-                   help="training columns the cost is taken over")
-    p.add_argument("--entries", type=positive_int,
-                   help="finite-difference entries per leaf, chosen at random (default: all)")
+    _check_args(p, 32, None, "", f"(default: all when the model has at most "
+                f"{GRADCHECK_ALL_ENTRIES:,} parameters, else 16)")
     p.set_defaults(run=cmd_gradcheck)
 
     p = sub.add_parser("evaluate", formatter_class=_Formatter, help="evaluate a checkpoint",
@@ -591,7 +650,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:  # a second Ctrl-C while training: stop at once
         print("jaxnet: aborted", file=sys.stderr)
         return 130
-    except (CheckpointError, ValueError, TypeError, OSError, ImportError) as err:
+    except (CheckpointError, CheckMemoryError, ValueError, TypeError, OSError,
+            ImportError) as err:
         if isinstance(err, OSError) and err.filename is not None:
             err = f"{err.strerror}: {err.filename}"
         print(f"jaxnet: error: {one_line(err)}", file=sys.stderr)

@@ -26,7 +26,7 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # early, and how this invocation looks (gradient-check options included).  Every other flag
 # is the run's: given with another value, `--resume` refuses.
 MAY_CHANGE = {"steps", "checkpoint_every", "keep", "patience", "resume", "out", "quiet",
-              "no_gradcheck", "examples", "entries", "check_every"}
+              "no_gradcheck", "examples", "entries", "check_every", "check_memory"}
 PER_INVOCATION = {"resume", "out", "quiet", "no_gradcheck"}  # never taken from the record
 
 

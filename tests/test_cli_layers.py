@@ -1,6 +1,7 @@
 """`jaxnet train --model cnn | transformer`, `evaluate` on their checkpoints, and `jaxnet sample`."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -21,11 +22,14 @@ def jaxnet_many(*commands, timeout=900):
 
 def test_cnn_and_character_model_train_evaluate_and_sample(tmp_path):
     cnn, char = tmp_path / "cnn", tmp_path / "char"
-    p_cnn, p_char, p_bad = jaxnet_many(
+    p_cnn, p_char, p_bad, p_lstm = jaxnet_many(
         ("train", "--model", "cnn", "--steps", "5", "--quiet", "--out", cnn),
         ("train", "--model", "transformer", "--steps", "3", "--seq-len", "16", "--width", "16",
-         "--heads", "2", "--blocks", "1", "--quiet", "--out", char),
-        ("train", "--model", "lstm", "--dataset", "digits"))
+         "--heads", "2", "--blocks", "1", "--quiet", "--out", char, "--examples", "3",
+         "--entries", "2"),
+        ("train", "--model", "lstm", "--dataset", "digits"),
+        ("gradcheck", "--model", "lstm", "--seq-len", "8", "--width", "8", "--examples", "2",
+         "--entries", "3"))
     assert p_cnn.returncode == 0, p_cnn.stderr
     assert "network 1x8x8 -> Conv2D(relu) 16x8x8" in p_cnn.stdout
     assert "gradient check: ok" in p_cnn.stdout
@@ -33,6 +37,11 @@ def test_cnn_and_character_model_train_evaluate_and_sample(tmp_path):
     assert metrics["model"] == "cnn" and metrics["steps_run"] == 5
     assert p_char.returncode == 0, p_char.stderr
     assert "gradient check: ok" in p_char.stdout and "bits/char" in p_char.stdout
+    assert re.search(r"gradient check: ok \(.*Taylor order \d\.\d\d, \d+\.\d s\)", p_char.stdout)
+    assert p_lstm.returncode == 0, p_lstm.stderr  # every --model checks its gradients
+    assert "gradient check (float64" in p_lstm.stdout and ": OK" in p_lstm.stdout
+    assert "Taylor test" in p_lstm.stdout
+    assert re.fullmatch(r"checked in \d+\.\d s", p_lstm.stdout.splitlines()[-1])
     assert_usage_error(p_bad)
     assert "--model lstm needs --dataset text" in p_bad.stderr
 
