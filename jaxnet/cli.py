@@ -18,7 +18,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from . import __version__, activations, data, initializers, losses, models, text
+from . import __version__, activations, data, distributed, initializers, losses, models, text
 from .checkpoint import CheckpointError, load_checkpoint, save
 from .gradcheck import check_gradients
 from .metrics import accuracy, is_classifier, mse, r2
@@ -236,6 +236,7 @@ def summary(report) -> str:
 # --- the commands --------------------------------------------------------------------------
 def cmd_train(args) -> int:
     start = time.perf_counter()
+    mesh = _join(args)  # several processes: before any JAX work
     keys, ds, net, params = setup(args)
     if not args.no_gradcheck:
         report = gradient_check(net, params, ds, GRADCHECK_EXAMPLES, GRADCHECK_ENTRIES,
@@ -252,11 +253,14 @@ def cmd_train(args) -> int:
     fit_start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DivergenceWarning)  # reported below as the stop reason
-        params, history = fit(net, params, ds.X_train, ds.Y_train, steps=args.steps,
+        X, Y = (ds.X_train, ds.Y_train) if mesh is None else _shard(mesh, ds)
+        params, history = fit(net, params, X, Y, steps=args.steps,
                               learning_rate=args.learning_rate, optimizer=args.optimizer,
                               gradients=args.gradients, batch_size=args.batch_size,
                               key=keys["batch"], tol=args.tol, clip_norm=args.clip_norm,
-                              validation=(ds.X_test, ds.Y_test), progress=not args.quiet)
+                              validation=(ds.X_test, ds.Y_test), progress=not args.quiet,
+                              mesh=mesh)
+    params = distributed.to_host(params)  # replicated on every process: score them locally
     fit_s = time.perf_counter() - fit_start
     train = scores(net, params, ds.X_train, ds.Y_train)
     test = scores(net, params, ds.X_test, ds.Y_test)
@@ -268,8 +272,9 @@ def cmd_train(args) -> int:
     history.update(dataset=args.dataset, seed=args.seed, model=args.model, seq_len=args.seq_len)
     if ds.name == "text":
         history.update(vocab="".join(ds.feature_names))
-    save(out / "model.npz", net, params, history=history)
-    plot_history(history, out / "cost.png", title=f"{args.dataset}: {architecture(net)}")
+    save(out / "model.npz", net, params, history=history)  # process 0 writes, the others wait
+    if distributed.is_writer():
+        plot_history(history, out / "cost.png", title=f"{args.dataset}: {architecture(net)}")
     wall_s = time.perf_counter() - start
     metrics = {k: getattr(args, k) for k in ("dataset", "seed", "optimizer", "learning_rate",
                                              "steps", "batch_size", "gradients")}
@@ -278,10 +283,64 @@ def cmd_train(args) -> int:
     metrics.update(task=ds.task, model=args.model, architecture=architecture(net),
                    loss=net.loss, steps_run=int(history["steps_run"]), stopped=history["stopped"],
                    train=train, test=test, train_seconds=fit_s, wall_seconds=wall_s)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    if distributed.is_writer():
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    distributed.barrier("jaxnet.train.outputs")
     print(f"wall time {wall_s:.1f} s (training {fit_s:.1f} s)")
-    print(f"wrote {out}/model.npz, cost.png, metrics.json")
+    if distributed.is_writer():
+        print(f"wrote {out}/model.npz, cost.png, metrics.json")
     return 0
+
+
+# --- several processes (jaxnet.distributed) -------------------------------------------------
+def _distributed_args(p) -> None:
+    g = p.add_argument_group("several processes (one per host; see docs/scaling.md)")
+    g.add_argument("--coordinator", metavar="HOST:PORT",
+                   help="process 0's address (default: $JAX_COORDINATOR_ADDRESS)")
+    g.add_argument("--num-processes", type=positive_int, metavar="N",
+                   help="processes in the job (default: $JAX_NUM_PROCESSES); with N >= 1 the "
+                        "training columns are sharded over the devices of all processes")
+    g.add_argument("--process-id", type=_number(int, 0, False), metavar="I",
+                   help="this process's index in [0, N) (default: $JAX_PROCESS_ID)")
+    g.add_argument("--heartbeat-timeout", type=positive_int, metavar="SECONDS",
+                   default=distributed.HEARTBEAT_TIMEOUT,
+                   help="a process silent this long counts as dead: the others exit with an "
+                        "error")
+    g.add_argument("--init-timeout", type=positive_int, metavar="SECONDS",
+                   default=distributed.INIT_TIMEOUT,
+                   help="how long to wait for every process to join")
+
+
+def _join(args):
+    """The mesh over every process's devices when several processes are configured (flags or
+    JAX's environment variables), after joining them; None for a plain one-process run."""
+    n = args.num_processes if args.num_processes is not None else \
+        distributed._env_int("JAX_NUM_PROCESSES")
+    if n != 1:  # N = 1: the same sharded path on this process's devices, nothing to join
+        given = distributed.settings(args.coordinator, args.num_processes, args.process_id)
+        if given is None:
+            return None
+        distributed.initialize(*given, init_timeout=args.init_timeout,
+                               heartbeat_timeout=args.heartbeat_timeout)
+    from .parallel import data_mesh
+
+    mesh = data_mesh()
+    print(f"process {jax.process_index()} of {jax.process_count()}: {mesh.size} devices "
+          f"({jax.local_device_count()} here), training columns sharded over all", flush=True)
+    return mesh
+
+
+def _shard(mesh, ds):
+    """This process's block of the training columns, made global (`data.global_batch`); the
+    last m mod (devices) columns are left out so that every device holds as many."""
+    m, n, P, i = ds.X_train.shape[-1], mesh.size, jax.process_count(), jax.process_index()
+    keep = m - m % n
+    if keep < m:
+        print(f"using {keep} of the {m} training columns: a multiple of the {n} devices",
+              flush=True)
+    lo, hi = i * keep // P, (i + 1) * keep // P
+    return data.global_batch(mesh, np.asarray(ds.X_train)[..., lo:hi],
+                             np.asarray(ds.Y_train)[..., lo:hi])
 
 
 def cmd_gradcheck(args) -> int:
@@ -405,6 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder (default: jaxnet-out/DATASET-YYYYmmdd-HHMMSS)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--no-gradcheck", action="store_true", help="skip the gradient check")
+    _distributed_args(p)
     p.set_defaults(run=cmd_train)
 
     p = sub.add_parser("gradcheck", formatter_class=_Formatter, help="check gradients",

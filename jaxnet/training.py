@@ -307,7 +307,7 @@ def _run_chunk_many(*args):
 
 
 def _progress(total, enabled):
-    if enabled is False:
+    if enabled is False or jax.process_index() != 0:  # several processes: drawn by process 0
         return None
     try:
         from tqdm.auto import tqdm
