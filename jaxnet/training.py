@@ -425,6 +425,9 @@ def check_options(m, *, steps, gradients, on_divergence, batch_size, key, tol, p
 def place(mesh, X, Y, tree, *, batch_size=None):
     """Shard the columns of `X`, `Y` over the mesh axis ``"data"``; replicate `tree`."""
     if mesh is None:
+        if any(isinstance(a, jax.Array) and not a.is_fully_addressable for a in (X, Y)):
+            raise ValueError("X and Y span the devices of several processes (e.g. from "
+                             "jaxnet.data.global_batch): pass mesh=, the mesh they were made on")
         return X, Y, tree
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
