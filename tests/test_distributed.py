@@ -23,7 +23,7 @@ import pytest
 import jaxnet as jn
 
 HEARTBEAT = 10  # s: process 0 must notice the killed process 1 within about this
-LIMIT = int(os.environ.get("JAXNET_TEST_DIST_LIMIT", 300))  # s: hard timeout per process (the run takes ~40 s of CPU on 2 idle cores)
+LIMIT = int(os.environ.get("JAXNET_TEST_DIST_LIMIT", 420))  # s: hard timeout per process
 
 WORKER = r"""
 import json, os, signal, sys, time
@@ -46,6 +46,13 @@ assert jax.process_count() == n_proc and jax.device_count() == 4
 
 mesh = jn.data_mesh()
 res = {}
+for m_local in (3, 2 + 2 * pid):  # not a multiple of the local devices; not the same everywhere
+    try:
+        jn.data.global_batch(mesh, np.zeros((2, m_local)), np.zeros((1, m_local)))
+        assert n_proc == 1 and m_local == 2, m_local
+    except ValueError as err:
+        assert "do not split over its" in str(err) or "the same number" in str(err), err
+        print("ERROR OK:", err, flush=True)
 
 
 def run(name, net, X, Y, modes, **kw):
@@ -61,6 +68,8 @@ def run(name, net, X, Y, modes, **kw):
             res[f"{name}.{how}.p{i}"] = np.asarray(leaf)
         res[f"{name}.{how}.cost"] = h["cost"]
         res[f"{name}.{how}.final"] = h["final_cost"]
+        if name == "mlp":  # the metrics take the same (global) arrays
+            res[f"{name}.{how}.accuracy"] = jn.accuracy(net, p, Xg, Yg)
     return p, h
 
 
@@ -132,6 +141,9 @@ def runs(tmp_path_factory):
     procs = [launch(2, 0, port, pair, 2), launch(2, 1, port, pair, 2),
              launch(1, 0, 0, ref, 4)]
     results = finish(procs, start + LIMIT)
+    logs = tmp_path_factory.mktemp("logs")  # each process's output, to read after a failure
+    for name, (rc, output, t) in zip(("pair0", "pair1", "ref"), results):
+        (logs / f"{name}.txt").write_text(f"{output}\nexit status {rc}, at {t - start:.1f} s\n")
     return pair, ref, results
 
 
@@ -146,6 +158,9 @@ def test_two_processes_equal_one_process_and_write_once(runs):
     assert rc_ref == 0, out_ref[-3000:]
     for _, output, _ in results[:2]:
         assert "KILL-PHASE" in output, output[-3000:]  # the equality part completed
+        assert "do not split over its 2 devices" in output
+        assert "every process must hold the same number of examples; they hold [2, 4]" in output
+    assert "do not split over its 4 devices" in out_ref
     r0, r1, want = (load(pair / "res2_0.npz"), load(pair / "res2_1.npz"),
                     load(ref / "res1_0.npz"))
     assert set(r0) == set(want) and len(want) > 20
@@ -194,7 +209,7 @@ def test_bad_settings_and_sizes(capsys, monkeypatch):
     mesh = jn.data_mesh()
     n = mesh.size
     with pytest.raises(ValueError, match="do not split"):
-        jn.data.global_batch(mesh, np.zeros((2, 2 * n + 1)), np.zeros((1, 2 * n + 1)))
+        jn.data.global_batch(mesh, np.zeros((2, 0)), np.zeros((1, 0)))
     with pytest.raises(ValueError, match="Y_local has 3"):
         jn.data.global_batch(mesh, np.zeros((2, 4)), np.zeros((1, 3)))
     X, Y = jn.data.global_batch(mesh, np.ones((2, 4 * n)), np.zeros((1, 4 * n)))
