@@ -538,7 +538,9 @@ def full_cost(net, params, X, Y, *, chunk=None, batched=False):
     With `batched`, `params` holds K models on a leading axis and the result is `(K,)`."""
     J = partial(_costs_many if batched else _cost_one, net)
     m = X.shape[-1]
-    if chunk is None or chunk >= m:
+    # Columns spread over several processes: one compiled pass (each device holds only its
+    # m/D columns anyway); eager slices of such arrays, one program each, deadlocked Gloo.
+    if chunk is None or chunk >= m or not getattr(X, "is_fully_addressable", True):
         return J(params, X, Y)
     total = 0.0
     for start in range(0, m, chunk):
