@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 
 from . import activations as activations
 from . import data as data
+from . import distributed as distributed
 from . import formulas as formulas
 from . import gan as gan
 from . import initializers as initializers
@@ -104,6 +105,7 @@ __all__ = [
     "check_layer",
     "GradientCheckWarning",
     "data",
+    "distributed",
     "fit",
     "formulas",
     "initializers",

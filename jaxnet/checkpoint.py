@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .distributed import barrier, is_writer
 from .network import MLP
 from .sequential import Sequential
 
@@ -94,6 +95,9 @@ def save(path, net, params, *, history: dict | None = None, opt_state=None,
     Returns:
         `path` as a `pathlib.Path`.
 
+    With several processes (`jaxnet.distributed`) every process calls it with the same
+    arguments; process 0 writes and the others wait at a barrier until the file is there.
+
     Raises `ValueError` (before touching the disk) when `params` do not fit `net`, hold
     non-finite values or mix dtypes, or when a history entry cannot be stored.
     """
@@ -112,8 +116,10 @@ def save(path, net, params, *, history: dict | None = None, opt_state=None,
     if train_meta is not None:
         meta["training"] = train_meta
     blob = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, {**arrays, **history_arrays, **train_arrays, METADATA_KEY: blob})
+    if is_writer():  # several processes: process 0 writes, the others wait until it is there
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(path, {**arrays, **history_arrays, **train_arrays, METADATA_KEY: blob})
+    barrier("jaxnet.save")
     return path
 
 

@@ -20,7 +20,17 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from . import __version__, activations, cli_runs, data, initializers, losses, models, text
+from . import (
+    __version__,
+    activations,
+    cli_runs,
+    data,
+    distributed,
+    initializers,
+    losses,
+    models,
+    text,
+)
 from .checkpoint import CheckpointError, load_checkpoint, save
 from .gradcheck import MEMORY_BUDGET, CheckMemoryError, check_gradients
 from .layercheck import GradientCheckWarning
@@ -302,6 +312,7 @@ def cmd_train(args) -> int:
 
 def _train(args, guard) -> int:
     start = time.perf_counter()
+    mesh = _join(args)  # several processes: before any JAX work
     guard.phase = "loading the data"
     resume = cli_runs.resume_args(args, args.given) if args.resume is not None else None
     if args.steps is None:
@@ -332,21 +343,23 @@ def _train(args, guard) -> int:
     if args.model == "cnn":  # for `evaluate` of a checkpoint written during the run
         args.images = "pixels/16"
     recorded = cli_runs.record(args)
-    if resume is None:  # a run killed before its end can be resumed from its checkpoints
-        _write_json(out / "metrics.json", {"args": recorded, "stopped": "running"})
+    if resume is None and distributed.is_writer():  # a run killed before its end can be
+        _write_json(out / "metrics.json", {"args": recorded, "stopped": "running"})  # resumed
     guard.defer()  # from here on a signal lets the run write its results first
     fit_start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DivergenceWarning)  # reported below as the stop reason
         warnings.simplefilter("ignore", GradientCheckWarning)  # likewise, with its report
-        params, history = fit(net, params, ds.X_train, ds.Y_train, steps=args.steps,
+        X, Y = (ds.X_train, ds.Y_train) if mesh is None else _shard(mesh, ds)
+        params, history = fit(net, params, X, Y, steps=args.steps,
                               learning_rate=args.learning_rate, optimizer=args.optimizer,
                               gradients=args.gradients, batch_size=args.batch_size,
                               key=keys["batch"], tol=args.tol, clip_norm=args.clip_norm,
                               validation=(ds.X_test, ds.Y_test), progress=not args.quiet,
                               resume=resume, checkpoint=out / "model.npz",
                               checkpoint_every=args.checkpoint_every, keep=args.keep,
-                              patience=args.patience, check_every=args.check_every)
+                              patience=args.patience, check_every=args.check_every, mesh=mesh)
+    params = distributed.to_host(params)  # replicated on every process: score them locally
     fit_s = time.perf_counter() - fit_start
     check_failed = history.pop("gradient_check", None)  # a report: printed, not saved
     signal_name = (history.get("signal") or guard.signal or "SIGINT") \
@@ -366,8 +379,9 @@ def _train(args, guard) -> int:
         history.update(images="pixels/16")
     if ds.name == "text":
         history.update(vocab="".join(ds.feature_names))
-    save(out / "model.npz", net, params, history=history)
-    plot_history(history, out / "cost.png", title=f"{args.dataset}: {architecture(net)}")
+    save(out / "model.npz", net, params, history=history)  # process 0 writes, the others wait
+    if distributed.is_writer():
+        plot_history(history, out / "cost.png", title=f"{args.dataset}: {architecture(net)}")
     wall_s = time.perf_counter() - start
     metrics = {k: getattr(args, k) for k in ("dataset", "seed", "optimizer", "learning_rate",
                                              "steps", "batch_size", "gradients")}
@@ -381,13 +395,16 @@ def _train(args, guard) -> int:
     if "best_step" in history:
         metrics.update(best_step=int(history["best_step"]))
     metrics.update(train_seconds=fit_s, wall_seconds=wall_s, args=recorded)
-    _write_json(out / "metrics.json", metrics)
+    if distributed.is_writer():
+        _write_json(out / "metrics.json", metrics)
+    distributed.barrier("jaxnet.train.outputs")
     if signal_name is not None:
         print(f"interrupted at step {int(history['steps_run'])} of {args.steps}; resume with: "
               f"jaxnet train --resume {out}", file=sys.stderr, flush=True)
         return cli_runs.exit_status(signal_name)
     print(f"wall time {wall_s:.1f} s (training {fit_s:.1f} s)")
-    print(f"wrote {out}/model.npz, cost.png, metrics.json")
+    if distributed.is_writer():
+        print(f"wrote {out}/model.npz, cost.png, metrics.json")
     return 0 if check_failed is None else 1
 
 
@@ -397,6 +414,57 @@ def _write_json(path: Path, obj) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(obj, indent=2) + "\n")
     tmp.replace(path)
+
+
+# --- several processes (jaxnet.distributed) -------------------------------------------------
+def _distributed_args(p) -> None:
+    g = p.add_argument_group("several processes (one per host; see docs/scaling.md)")
+    g.add_argument("--coordinator", metavar="HOST:PORT",
+                   help="process 0's address (default: $JAX_COORDINATOR_ADDRESS)")
+    g.add_argument("--num-processes", type=positive_int, metavar="N",
+                   help="processes in the job (default: $JAX_NUM_PROCESSES); with N >= 1 the "
+                        "training columns are sharded over the devices of all processes")
+    g.add_argument("--process-id", type=_number(int, 0, False), metavar="I",
+                   help="this process's index in [0, N) (default: $JAX_PROCESS_ID)")
+    g.add_argument("--heartbeat-timeout", type=positive_int, metavar="SECONDS",
+                   default=distributed.HEARTBEAT_TIMEOUT,
+                   help="a process silent this long counts as dead: the others exit with an "
+                        "error")
+    g.add_argument("--init-timeout", type=positive_int, metavar="SECONDS",
+                   default=distributed.INIT_TIMEOUT,
+                   help="how long to wait for every process to join")
+
+
+def _join(args):
+    """The mesh over every process's devices when several processes are configured (flags or
+    JAX's environment variables), after joining them; None for a plain one-process run."""
+    n = args.num_processes if args.num_processes is not None else \
+        distributed._env_int("JAX_NUM_PROCESSES")
+    if n != 1:  # N = 1: the same sharded path on this process's devices, nothing to join
+        given = distributed.settings(args.coordinator, args.num_processes, args.process_id)
+        if given is None:
+            return None
+        distributed.initialize(*given, init_timeout=args.init_timeout,
+                               heartbeat_timeout=args.heartbeat_timeout)
+    from .parallel import data_mesh
+
+    mesh = data_mesh()
+    print(f"process {jax.process_index()} of {jax.process_count()}: {mesh.size} devices "
+          f"({jax.local_device_count()} here), training columns sharded over all", flush=True)
+    return mesh
+
+
+def _shard(mesh, ds):
+    """This process's block of the training columns, made global (`data.global_batch`); the
+    last m mod (devices) columns are left out so that every device holds as many."""
+    m, n, P, i = ds.X_train.shape[-1], mesh.size, jax.process_count(), jax.process_index()
+    keep = m - m % n
+    if keep < m:
+        print(f"using {keep} of the {m} training columns: a multiple of the {n} devices",
+              flush=True)
+    lo, hi = i * keep // P, (i + 1) * keep // P
+    return data.global_batch(mesh, np.asarray(ds.X_train)[..., lo:hi],
+                             np.asarray(ds.Y_train)[..., lo:hi])
 
 
 def cmd_gradcheck(args) -> int:
@@ -598,6 +666,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --gradients manual: re-check the hand-written gradient every N "
                         "steps; stop with the report if it fails")
     _check_args(p, GRADCHECK_EXAMPLES, GRADCHECK_ENTRIES, "the gradient check before training: ")
+    _distributed_args(p)
     p.set_defaults(run=cmd_train)
 
     p = sub.add_parser("gradcheck", formatter_class=_Formatter, help="check gradients",

@@ -380,3 +380,7 @@ def load(name, *, key, test_size=0.2, standardize=True, dtype=jnp.float32) -> Da
 
 
 _standardize = standardize  # `load` has a parameter of the same name
+
+
+# Several processes: each one's own columns -> one global (X, Y) (see jaxnet.distributed).
+from .distributed import global_batch as global_batch  # noqa: E402

@@ -225,6 +225,20 @@ def write_checkpoint(path, save_fn, step: int, keep: int) -> Path:
         save_fn(path)
         return path
     stepped = save_fn(stepped_path(path, step))
+    from .distributed import barrier, is_writer
+
+    if not is_writer():  # several processes: process 0 links and prunes, the others wait
+        barrier("jaxnet.checkpoint")
+        return path
+    try:
+        _link_newest(path, stepped, keep)
+    finally:
+        barrier("jaxnet.checkpoint")
+    return path
+
+
+def _link_newest(path: Path, stepped: Path, keep: int) -> None:
+    """Put `stepped` at `path` in one rename; keep the `keep` newest step-named files."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -243,4 +257,3 @@ def write_checkpoint(path, save_fn, step: int, keep: int) -> Path:
     for old in _stepped_files(path)[:-keep]:
         with contextlib.suppress(OSError):
             old.unlink()
-    return path

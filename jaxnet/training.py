@@ -331,7 +331,7 @@ def _run_chunk_many(*args):
 
 
 def _progress(total, enabled):
-    if enabled is False:
+    if enabled is False or jax.process_index() != 0:  # several processes: drawn by process 0
         return None
     try:
         from tqdm.auto import tqdm
@@ -522,6 +522,9 @@ def check_options(m, *, steps, gradients, on_divergence, batch_size, key, tol, p
 def place(mesh, X, Y, tree, *, batch_size=None):
     """Shard the columns of `X`, `Y` over the mesh axis ``"data"``; replicate `tree`."""
     if mesh is None:
+        if any(isinstance(a, jax.Array) and not a.is_fully_addressable for a in (X, Y)):
+            raise ValueError("X and Y span the devices of several processes (e.g. from "
+                             "jaxnet.data.global_batch): pass mesh=, the mesh they were made on")
         return X, Y, tree
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
@@ -650,7 +653,7 @@ def train(net, params, X, Y, *, tx, lr, K, steps, gradients, batch_size, key, to
                      eval_chunk=None if cfg.batch_size is None else max(cfg.batch_size,
                                                                         EVAL_CHUNK))
     save_to = None
-    if checkpoint is not None and jax.process_index() == 0:  # one writer under jax.distributed
+    if checkpoint is not None:  # every process calls save: process 0 writes, the others wait
         from .checkpoint import save
 
         def save_to(state, done=None):
@@ -812,7 +815,9 @@ def full_cost(net, params, X, Y, *, chunk=None, batched=False):
     With `batched`, `params` holds K models on a leading axis and the result is `(K,)`."""
     J = partial(_costs_many if batched else _cost_one, net)
     m = X.shape[-1]
-    if chunk is None or chunk >= m:
+    # Columns spread over several processes: one compiled pass (each device holds only its
+    # m/D columns anyway); eager slices of such arrays, one program each, deadlocked Gloo.
+    if chunk is None or chunk >= m or not getattr(X, "is_fully_addressable", True):
         return J(params, X, Y)
     total = 0.0
     for start in range(0, m, chunk):

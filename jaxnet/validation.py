@@ -14,10 +14,26 @@ import numpy as np
 
 def concrete(x):
     """`x` as a numpy array, or None when `x` is a tracer (values unknown at trace time)."""
+    if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer) \
+            and not x.is_fully_addressable and not x.is_fully_replicated:
+        return _local_columns(x)  # spans several processes: check this process's columns
     try:
         return np.asarray(x)
     except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
         return None
+
+
+def _local_columns(x):
+    """This process's columns of an array sharded over its last axis only (each process checks
+    its own part), or None for any other layout."""
+    shards = {}
+    for s in x.addressable_shards:
+        idx = s.index
+        if any(i != slice(None) and (i.start, i.stop) != (0, n)
+               for i, n in zip(idx[:-1], x.shape[:-1])):
+            return None
+        shards.setdefault(idx[-1].indices(x.shape[-1])[:2], s.data)
+    return np.concatenate([np.asarray(shards[k]) for k in sorted(shards)], axis=-1)
 
 
 def check_sizes(sizes) -> tuple[int, ...]:
