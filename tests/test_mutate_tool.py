@@ -104,7 +104,10 @@ def test_default_scope_maps_every_layer_module_to_existing_fast_tests():
     fast = (ROOT / "tests" / "test_layers_fast.py").read_text()
     for module in modules | {"jaxnet/sequential.py", "jaxnet/gan.py"}:
         tests = tool.DEFAULT_TESTS[module]
-        assert tests[0].startswith("tests/test_layers_fast.py"), module  # the fast proofs first
+        if module not in {"jaxnet/layers/protocol.py", "jaxnet/layers/registry.py"}:
+            # backward code: the fast proofs first (the protocol checks and the registry hold
+            # none; their own tests kill their mutants)
+            assert tests[0].startswith("tests/test_layers_fast.py"), module
         for t in tests:
             path, _, name = t.partition("::")
             assert (ROOT / path).is_file(), t

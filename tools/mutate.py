@@ -77,6 +77,8 @@ DEFAULT_TESTS = {
                                    FAST + "test_multi_head_attention",
                                    FAST + "test_transformer_block_causal",
                                    "tests/test_layers_attention.py"],
+    "jaxnet/layers/protocol.py": ["tests/test_custom_layers.py"],
+    "jaxnet/layers/registry.py": ["tests/test_custom_layers.py", "tests/test_checkpoint.py"],
     "jaxnet/sequential.py": [FAST + "test_sequential_backprop_equals_grad_of_cost",
                              FAST + "test_as_sequential_computes_the_mlp",
                              FAST + "test_gan_backprop_equals_grad", "tests/test_sequential.py"],
