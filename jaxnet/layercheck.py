@@ -35,7 +35,8 @@ from . import activations, losses
 from .gradcheck import GradientReport, check_grad
 
 LAYER_ENTRIES = 0  # per-layer checks: finite differences at this many sampled entries per leaf
-CHECK_OPTIONS = ("eps", "tol_manual", "tol_fd", "entries", "taylor", "perturb", "perturb_seed")
+CHECK_OPTIONS = ("eps", "tol_manual", "tol_fd", "entries", "taylor", "perturb", "perturb_seed",
+                 "memory_budget")
 SPOT_COLUMNS = 8  # spot_check: the most examples it uses
 SPOT_ENTRIES = 4  # spot_check: finite differences at this many entries per leaf
 
