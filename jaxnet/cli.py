@@ -647,7 +647,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="clip each step's gradients to this global norm")
     p.add_argument("--patience", type=positive_int, metavar="P",
                    help="stop early when the test cost has not improved for P evaluations, and "
-                        "keep the best parameters")
+                        "keep the best parameters (the test split doubles as the validation "
+                        "set, so its figures are then optimistic)")
     p.add_argument("--checkpoint-every", type=positive_int, metavar="N",
                    help="also write a resumable DIR/model.npz every N steps (it is always "
                         "written at the end and on Ctrl-C / SIGTERM)")
