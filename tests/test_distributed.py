@@ -80,6 +80,15 @@ p, h = run("mlp", mlp, np.asarray(X), np.asarray(Y), ("global", "local"), steps=
 jn.save(f"{out}/mlp.npz", mlp, p, history={"cost": h["cost"]})
 _, p_loaded = jn.load(f"{out}/mlp.npz")  # every process: the barrier let the write finish
 assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(p_loaded), jax.tree.leaves(p)))
+# a restarted job: periodic checkpoints written once (process 0), every process resumes from
+# the newest; the resumed 6 + 6 steps equal the uninterrupted 12 above ("mlp.global")
+opts = dict(mesh=mesh, progress=False, key=jax.random.key(2), optimizer="adam",
+            learning_rate=0.01, batch_size=16)
+jn.fit(mlp, mlp.init(jax.random.key(1)), X, Y, steps=6, checkpoint=f"{out}/ckpt/mlp.npz",
+       checkpoint_every=3, keep=1, **opts)
+p_res, _ = jn.fit(mlp, None, X, Y, steps=12, resume=f"{out}/ckpt/mlp.npz", **opts)
+for i, leaf in enumerate(jax.tree.leaves(p_res)):
+    res[f"resumed.p{i}"] = np.asarray(leaf)
 ds = jn.data.load("digits", key=jax.random.key(0))
 run("cnn", jn.models.digits_cnn(widths=(2, 2)),
     np.asarray(ds.X_train[:, :32]).reshape(1, 8, 8, 32), np.asarray(ds.Y_train[:, :32]),
@@ -172,7 +181,11 @@ def test_two_processes_equal_one_process_and_write_once(runs):
         np.testing.assert_allclose(r0[k], want[k], rtol=2e-5, atol=2e-6, err_msg=k)
     # the CLI: one model.npz, cost.png, metrics.json, no temporary files; same parameters
     assert sorted(os.listdir(pair / "cli")) == ["cost.png", "metrics.json", "model.npz"]
-    assert sorted(os.listdir(pair)) == ["cli", "mlp.npz", "res2_0.npz", "res2_1.npz"]
+    assert sorted(os.listdir(pair)) == ["ckpt", "cli", "mlp.npz", "res2_0.npz", "res2_1.npz"]
+    assert sorted(os.listdir(pair / "ckpt")) == ["mlp.npz", "mlp.step-00000006.npz"]
+    for i in range(4):  # resumed across the two processes = never stopped
+        np.testing.assert_allclose(r0[f"resumed.p{i}"], r0[f"mlp.global.p{i}"], rtol=2e-5,
+                                   atol=2e-6)
     _, p2 = jn.load(pair / "cli" / "model.npz")
     _, p1 = jn.load(ref / "cli" / "model.npz")
     for a, b in zip(p2, p1):
