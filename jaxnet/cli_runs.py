@@ -17,8 +17,9 @@ import json
 import os
 import signal
 import sys
-import threading
 from pathlib import Path
+
+from .long_runs import install_handlers, restore_handlers
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -63,15 +64,11 @@ class Guard:
         os._exit(exit_status(name))
 
     def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._handle)
+        install_handlers(self._previous, SIGNALS, self._handle)
         return self
 
     def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
-        self._previous.clear()
+        restore_handlers(self._previous)
         return False
 
 

@@ -155,17 +155,29 @@ class Interrupts:
         self.signal = signal.Signals(signum).name
 
     def __enter__(self):
-        if self.enabled and threading.current_thread() is threading.main_thread():
-            for name in self.SIGNALS:
-                sig = getattr(signal, name)
-                self._previous[sig] = signal.signal(sig, self._handle)
+        if self.enabled:
+            install_handlers(self._previous, [getattr(signal, n) for n in self.SIGNALS],
+                             self._handle)
         return self
 
     def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
-        self._previous.clear()
+        restore_handlers(self._previous)
         return False
+
+
+def install_handlers(previous: dict, signals, handler) -> None:
+    """Install `handler` for `signals` (main thread only: Python allows no other), keeping the
+    handlers it replaces in `previous` for `restore_handlers`."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in signals:
+            previous[sig] = signal.signal(sig, handler)
+
+
+def restore_handlers(previous: dict) -> None:
+    """Put back the handlers `install_handlers` replaced."""
+    for sig, handler in previous.items():
+        signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+    previous.clear()
 
 
 # --- time-sized chunks ------------------------------------------------------------------------
